@@ -1,0 +1,192 @@
+"""Checkpoints: safetensors weights (with the preprocessing buffers) and a JSON sidecar.
+
+A checkpoint `step-00001234` in a run's checkpoints/ folder is three files:
+  step-00001234.safetensors        model.* and preprocess.* tensors (what eval and predict need)
+  step-00001234.state.safetensors  optimizer state and RNG states (what --resume needs)
+  step-00001234.json               config, preprocessing, epoch, step, sha256 of both files
+Each is written to a temporary name and renamed, the sidecar last, so a checkpoint whose sidecar
+exists is complete; the hashes catch a file damaged later. Loading never runs code: safetensors
+holds tensors only and JSON holds plain values.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save
+
+from .models import create_model
+from .preprocessing import Preprocess
+
+FORMAT = "nin-checkpoint-1"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+KEEP = 2  # checkpoints kept per run; older ones are deleted once a newer one is complete
+
+
+class CheckpointError(Exception):
+    """A missing, damaged or mismatched checkpoint; the message names the file."""
+
+
+def atomic_write(path: Path, data: bytes):
+    """Write to a temporary file in the same folder, fsync, rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _tensors(module: torch.nn.Module, prefix: str) -> dict:
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict,
+                    state: dict | None = None) -> Path:
+    """Write checkpoint `step` into folder; returns the sidecar's path. `state` holds the
+    tensors needed to resume (optimizer, RNG); meta must be JSON-serialisable."""
+    folder = Path(folder)
+    stem = f"step-{step:08d}"
+    weights = folder / f"{stem}.safetensors"
+    atomic_write(weights, save({**_tensors(model, "model"), **_tensors(preprocess, "preprocess")}))
+    files = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
+    if state is not None:
+        sfile = folder / f"{stem}.state.safetensors"
+        atomic_write(sfile, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+        files["state"] = {"name": sfile.name, "sha256": sha256_file(sfile)}
+    sidecar = folder / f"{stem}.json"
+    record = dict(format=FORMAT, model=model.name, num_classes=model.num_classes,
+                  preprocess=preprocess.config(), step=step, files=files, **meta)
+    atomic_write(sidecar, json.dumps(record, indent=1).encode())
+    for old in sorted(folder.glob("step-*.json"))[:-KEEP]:
+        for f in (old, old.with_suffix(".safetensors"), old.with_suffix(".state.safetensors")):
+            f.unlink(missing_ok=True)
+    return sidecar
+
+
+def read_sidecar(path: Path, check: tuple = ("weights",)) -> dict:
+    """Read a sidecar and check the sha256 of the files named in `check`."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable checkpoint sidecar ({e})") from None
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a nin checkpoint sidecar (format "
+                              f"{meta.get('format')!r}, expected {FORMAT!r})")
+    for key in check:
+        entry = meta["files"].get(key)
+        if entry is None:
+            raise CheckpointError(f"{path}: the checkpoint has no {key} file")
+        f = path.parent / entry["name"]
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing (named by {path.name})")
+        if sha256_file(f) != entry["sha256"]:
+            raise CheckpointError(f"{f}: sha256 does not match its sidecar {path.name}; the file "
+                                  "is truncated or corrupt. Use an earlier checkpoint.")
+    return meta
+
+
+def latest_checkpoint(folder) -> Path | None:
+    """The newest complete sidecar in a run folder or its checkpoints/ subfolder."""
+    folder = Path(folder)
+    if (folder / "checkpoints").is_dir():
+        folder = folder / "checkpoints"
+    found = sorted(folder.glob("step-*.json"))
+    return found[-1] if found else None
+
+
+def resolve(path) -> Path:
+    """A sidecar from a run folder, a sidecar, or a weights file."""
+    path = Path(path)
+    if path.is_dir():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path}: no checkpoint (step-*.json) in this folder")
+        return found
+    if path.suffix == ".safetensors":
+        path = path.with_name(path.name.split(".")[0] + ".json")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint; pass a run folder, a step-*.json "
+                              "sidecar or its .safetensors file, or 'pretrained'")
+    return path
+
+
+def _split(tensors: dict, prefix: str) -> dict:
+    n = len(prefix) + 1
+    return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+
+def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
+    """Build (or fill) the model and preprocessing of a checkpoint; never executes code."""
+    f = sidecar.parent / meta["files"]["weights"]["name"]
+    try:
+        tensors = load_file(str(f), device=str(map_location))
+    except Exception as e:
+        raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
+    if model is None:
+        model = create_model(meta["model"], num_classes=meta["num_classes"],
+                             **meta.get("model_kwargs", {}))
+    elif model.num_classes != meta["num_classes"]:
+        raise CheckpointError(f"{f}: weights for {meta['num_classes']} classes, model has "
+                              f"{model.num_classes}")
+    try:
+        model.load_state_dict(_split(tensors, "model"))
+    except RuntimeError as e:
+        raise CheckpointError(f"{f}: holds weights of {meta['model']} that do not fit "
+                              f"{getattr(model, 'name', 'this model')}: {str(e)[:300]}") from None
+    pre = Preprocess(**meta["preprocess"])
+    pre.load_state_dict(_split(tensors, "preprocess"))
+    return model, pre
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """(model, preprocess, meta) from a run folder, sidecar or weights file, hashes checked."""
+    sidecar = resolve(path)
+    meta = read_sidecar(sidecar)
+    model, pre = load_weights(sidecar, meta, map_location=map_location)
+    return model.eval(), pre, meta
+
+
+def load_state(sidecar: Path, meta: dict) -> dict:
+    f = sidecar.parent / meta["files"]["state"]["name"]
+    return load_file(str(f))
+
+
+def pretrained_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{name}.json"
+
+
+def load_pretrained(name: str, map_location="cpu"):
+    sidecar = pretrained_path(name)
+    if not sidecar.is_file():
+        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
+        raise CheckpointError(
+            f"no pretrained weights for {name} in {WEIGHTS_DIR} (shipped: "
+            f"{', '.join(shipped) or 'none yet'}). Train one with `nin train --model {name}` "
+            "and pass its run folder with --weights.")
+    return load_checkpoint(sidecar, map_location)
+
+
+def load_pretrained_into(model, name: str):
+    model2, _, meta = load_pretrained(name)
+    model.load_state_dict(model2.state_dict())
+    return model

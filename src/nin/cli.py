@@ -1,0 +1,225 @@
+"""The `nin` command: models, data, train, eval, predict, demo."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+
+
+def _add_data_dir(p):
+    p.add_argument("--data-dir", help="where the datasets are (default: $NIN_DATA_DIR, else "
+                                      "~/.cache/nin/data)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nin", description="Network In Network (ICLR 2014)")
+    ap.add_argument("--version", action="version", version=f"nin {__version__}")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("models", help="list the registered networks and their parameter counts")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("data", help="verify or download a dataset")
+    p.add_argument("action", choices=["verify", "download"])
+    p.add_argument("dataset", choices=["cifar10", "cifar100", "mnist", "svhn", "mnist-sample"])
+    _add_data_dir(p)
+
+    p = sub.add_parser("train", help="train a network (the paper's recipe or the modern one)")
+    p.add_argument("--model", help="registered model (default: nin_<dataset>, _bn for modern)")
+    p.add_argument("--dataset", help="cifar10, cifar100, mnist, svhn, mnist-sample "
+                                     "(default: the model's, else cifar10)")
+    p.add_argument("--recipe", default="paper", choices=["paper", "modern"])
+    p.add_argument("--config", help="a JSON file of TrainConfig fields (e.g. a result.json)")
+    p.add_argument("--out", help="run folder (default: runs/<model>-<recipe>)")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last "
+                                                         "checkpoint")
+    for flag, typ in (("epochs", int), ("max-steps", int), ("subset", int),
+                      ("eval-subset", int), ("batch-size", int), ("lr", float),
+                      ("weight-decay", float), ("seed", int), ("translate", int),
+                      ("patience", int), ("eval-every", int), ("drop-rate", float),
+                      ("label-smoothing", float)):
+        p.add_argument(f"--{flag}", type=typ)
+    p.add_argument("--milestones", help="comma-separated epochs where lr /= 10 (sets "
+                                        "--schedule step)")
+    p.add_argument("--schedule", choices=["plateau", "step", "onecycle"])
+    p.add_argument("--init", choices=["paper", "kaiming"])
+    p.add_argument("--preprocess", choices=["scale", "standardize", "gcn_zca", "lcn"])
+    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--train-split")
+    p.add_argument("--eval-split")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--no-progress", action="store_true")
+    _add_data_dir(p)
+
+    p = sub.add_parser("eval", help="evaluate trained weights on a dataset split")
+    p.add_argument("--weights", required=True, help="a run folder, a checkpoint (.json or "
+                                                    ".safetensors), or 'pretrained'")
+    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    p.add_argument("--dataset", help="default: the one the weights were trained on")
+    p.add_argument("--split", default="test")
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_data_dir(p)
+
+    p = sub.add_parser("predict", help="top-k classes for your own PNG or JPEG images")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
+    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--tta", action="store_true")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("demo", help="train NIN on the embedded MNIST sample (offline, minutes "
+                                    "on a CPU) and compare with the paper")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def _load(args):
+    from .checkpoint import load_checkpoint, load_pretrained
+    if args.weights == "pretrained":
+        return load_pretrained(args.model)
+    return load_checkpoint(args.weights)
+
+
+def cmd_models(args):
+    from .models import count_params, create_model, list_models, model_info
+    rows = [dict(name=n, params=count_params(create_model(n)), dataset=model_info(n)["dataset"],
+                 description=model_info(n)["doc"]) for n in list_models(args.pattern)]
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        print(f"{r['name']:24s} {r['params']:>11,}  {r['description']}")
+    return 0
+
+
+def cmd_data(args):
+    from .data import download, verify_files
+    if args.action == "download":
+        for path in download(args.dataset, args.data_dir):
+            print(f"ok: {path}")
+    ok, lines = verify_files(args.dataset, args.data_dir)
+    for line in lines:
+        print(line, file=sys.stdout if ok else sys.stderr)
+    return 0 if ok else 1
+
+
+def cmd_train(args):
+    from .models import model_info
+    from .training import config_from_json, make_config, train
+    fields = ("epochs", "max_steps", "subset", "eval_subset", "batch_size", "lr",
+              "weight_decay", "seed", "translate", "patience", "eval_every", "drop_rate",
+              "label_smoothing", "schedule", "init", "preprocess", "flip", "tta",
+              "train_split", "eval_split", "device", "data_dir", "model")
+    over = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
+    if args.milestones:
+        over["milestones"] = tuple(int(m) for m in args.milestones.split(","))
+        over.setdefault("schedule", "step")
+    if args.config:
+        import dataclasses
+        cfg = dataclasses.replace(config_from_json(args.config), **over)
+    else:
+        dataset = args.dataset or (model_info(args.model)["dataset"] if args.model else "cifar10")
+        cfg = make_config(args.recipe, dataset, **over)
+    if args.out:
+        cfg.out = args.out
+    elif not args.config:
+        cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
+    train(cfg, resume=args.resume, progress=False if args.no_progress else None)
+    return 0
+
+
+def cmd_eval(args):
+    import torch
+
+    from .data import load_dataset
+    from .evaluation import evaluate
+    from .models import model_info
+    from .training import pick_device
+    model, pre, meta = _load(args)
+    dataset = args.dataset or meta.get("config", {}).get("dataset") or \
+        model_info(meta["model"])["dataset"]
+    ds = load_dataset(dataset, args.split, args.data_dir)
+    device = pick_device(args.device)
+    model, pre = model.to(device), pre.to(device)
+    with torch.no_grad():
+        ev = evaluate(model, pre, ds, args.batch_size, tta=args.tta)
+    out = dict(model=meta["model"], weights=args.weights, dataset=dataset, split=args.split,
+               n=ev["n"], error=ev["error"], accuracy=100 - ev["error"], loss=ev["loss"],
+               tta=args.tta, per_class_accuracy=ev["per_class_accuracy"],
+               confusion=ev["confusion"])
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"{out['model']} on {dataset}/{args.split}: {ev['n']:,} images, test error "
+          f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if args.tta else ''})")
+    for name, acc in ev["per_class_accuracy"].items():
+        print(f"  {name:12s} {100 * acc:6.2f}%")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    for row in ev["confusion"]:
+        print("  " + " ".join(f"{v:5d}" for v in row))
+    return 0
+
+
+def cmd_predict(args):
+    from .evaluation import predict_images
+    model, pre, meta = _load(args)
+    classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
+    results = predict_images(model, pre, args.images, classes, args.topk, args.tta)
+    if args.json:
+        print(json.dumps(results, indent=1))
+        return 0
+    for r in results:
+        print(r["image"] + ": " + ", ".join(f"{t['cls']} {100 * t['prob']:.1f}%"
+                                            for t in r["top"]))
+    return 0
+
+
+def cmd_demo(args):
+    from .models import PAPER_ERROR
+    from .training import make_config, train
+    # Small batches suit a CPU and a 10,000-image sample: more steps for the same time.
+    cfg = make_config("modern", "mnist-sample", epochs=args.epochs, out=args.out, batch_size=64,
+                      lr=0.1, warmup_epochs=0.25)
+    r = train(cfg, progress=False if args.no_progress else None)
+    err = r["final"]["error"]
+    print(f"\nNIN ({cfg.model}, {r['params']:,} params, modern recipe) on the embedded MNIST "
+          f"sample\n  trained {r['epochs_run']} epochs on 10,000 images in {r['wall_s']:.0f} s "
+          f"on {r['env']['device']}\n"
+          f"  test error {err:.2f}% on {r['final']['n']:,} test images   |   paper: "
+          f"{PAPER_ERROR['mnist']:.2f}% (all 60,000 images, full schedule)\n"
+          f"  weights: {r['checkpoint']}  (try: nin eval --weights {args.out})")
+    return 0
+
+
+def main(argv=None) -> int:
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .evaluation import ImageError
+    from .training import DeadStartError, NonFiniteLoss
+    args = _parser().parse_args(argv)
+    cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
+           "predict": cmd_predict, "demo": cmd_demo}[args.cmd]
+    try:
+        return cmd(args)
+    except (DataError, CheckpointError, ImageError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (DeadStartError, NonFiniteLoss) as e:
+        print(f"training stopped: {e}", file=sys.stderr)
+        return 3
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with --resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,102 @@
+"""Evaluation (error, per-class accuracy, confusion matrix, flip TTA) and prediction on images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta: bool = False,
+                   amp: bool = True) -> torch.Tensor:
+    """Log-probabilities for uint8 images, in batches; tta averages the image and its mirror."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    cuda = device.type == "cuda"
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = pre(images[i:i + batch_size].to(device))
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
+            p = F.softmax(model(x).float(), 1)
+            if tta:
+                p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2
+        out.append(p.clamp_min(1e-12).log())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, model.num_classes, device=device)
+
+
+def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
+             amp: bool = True) -> dict:
+    """Test error (%), mean loss, per-class accuracy and confusion matrix (rows: true class)."""
+    logp = predict_logits(model, pre, dataset.images, batch_size, tta, amp)
+    y = dataset.labels.to(logp.device)
+    pred = logp.argmax(1)
+    k = model.num_classes
+    conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
+    per_class = (conf.diag().double() / conf.sum(1).clamp_min(1).double()).tolist()
+    n = len(y)
+    wrong = int((pred != y).sum())
+    return dict(n=n, error=100.0 * wrong / max(n, 1), loss=float(F.nll_loss(logp, y)) if n else
+                float("nan"), per_class_accuracy=dict(zip(dataset.classes, per_class)),
+                confusion=conf.tolist(), tta=tta)
+
+
+# ---------------------------------------------------------------- images from disk
+MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding them
+
+
+class ImageError(ValueError):
+    pass
+
+
+def load_image(path, in_chans: int, size: int) -> torch.Tensor:
+    """Any PNG/JPEG (any size or mode, EXIF orientation applied) as a uint8 C×size×size tensor:
+    the shorter side resized to `size`, then centre-cropped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {im.width}×{im.height} pixels is more than this "
+                                 f"program decodes ({MAX_PIXELS:,}); shrink the image first")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "P", "PA"):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)  # transparent areas read as white
+            im = im.convert("L" if in_chans == 1 else "RGB")
+            scale = size / min(im.width, im.height)
+            w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+            im = im.resize((w, h), Image.BICUBIC)
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: not an image PIL can read ({e}); give a PNG or JPEG") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.array(arr))  # a writable copy
+
+
+def predict_images(model, pre, paths, classes, topk: int = 5, tta: bool = False) -> list[dict]:
+    images = torch.stack([load_image(p, pre.in_chans, pre.input_size) for p in paths])
+    probs = predict_logits(model, pre, images, tta=tta).exp().cpu()
+    k = min(topk, probs.shape[1])
+    out = []
+    for path, p in zip(paths, probs):
+        val, idx = p.topk(k)
+        out.append(dict(image=str(path), top=[dict(cls=classes[i], index=int(i), prob=float(v))
+                                              for v, i in zip(val, idx)]))
+    return out

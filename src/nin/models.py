@@ -1,0 +1,182 @@
+"""Network In Network models and the model registry.
+
+mlpconv = a k×k conv followed by two 1×1 convs ("cccp"), ReLU after each. Three blocks; the first
+two end in 3×3/2 pooling (rounded up, as in cuda-convnet/Caffe) and dropout. The head is global
+average pooling over one map per class. Widths follow ../shared/spec/paper.md.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+
+import torch
+import torch.nn as nn
+
+# Per dataset: (kernel, widths) of each block; the last width of block 3 is the class count.
+ARCHS = {
+    "cifar10": dict(in_chans=3, input_size=32, num_classes=10,
+                    blocks=[(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))]),
+    "cifar100": dict(in_chans=3, input_size=32, num_classes=100,
+                     blocks=[(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))]),
+    "mnist": dict(in_chans=1, input_size=28, num_classes=10,
+                  blocks=[(5, (96, 64, 48)), (5, (128, 96, 48)), (5, (128, 96, None))]),
+    "svhn": dict(in_chans=3, input_size=32, num_classes=10,
+                 blocks=[(5, (128, 96, 64)), (5, (320, 256, 128)), (5, (384, 256, None))]),
+}
+# The conventional CNN of the GAP ablation: the NIN body with each mlpconv cut to its k×k conv.
+CNN_BLOCKS = [(5, (192,)), (5, (192,)), (3, (None,))]
+
+PAPER_ERROR = {"cifar10": 10.41, "cifar100": 35.68, "svhn": 2.35, "mnist": 0.47}
+
+
+class MLPConv(nn.Sequential):
+    """A k×k conv then 1×1 convs, each followed by (batch norm and) ReLU."""
+
+    def __init__(self, in_chans: int, widths, kernel: int, bn: bool = False):
+        layers = []
+        for i, w in enumerate(widths):
+            k = kernel if i == 0 else 1
+            layers.append(nn.Conv2d(in_chans, w, k, padding=k // 2, bias=not bn))
+            if bn:
+                layers.append(nn.BatchNorm2d(w))
+            layers.append(nn.ReLU(inplace=True))
+            in_chans = w
+        super().__init__(*layers)
+
+
+class NIN(nn.Module):
+    """Three mlpconv blocks and a head.
+
+    head: "gap" (global average pooling of one map per class, the paper's), "fc" (flatten the last
+    block's maps into a linear layer), "fc_dropout" (the same with dropout 0.5 before it).
+    """
+
+    def __init__(self, blocks, in_chans=3, num_classes=10, input_size=32, pool2="max",
+                 drop_rate=0.5, head="gap", bn=False, init="paper", init_std=0.05):
+        super().__init__()
+        if head not in ("gap", "fc", "fc_dropout"):
+            raise ValueError(f"unknown head {head!r}: use gap, fc or fc_dropout")
+        self.head_type, self.num_classes, self.init_std = head, num_classes, init_std
+        self.in_chans, self.input_size = in_chans, input_size
+        feats, c, size = [], in_chans, input_size
+        for i, (k, widths) in enumerate(blocks):
+            widths = tuple(num_classes if w is None else w for w in widths)
+            feats.append(MLPConv(c, widths, k, bn=bn))
+            c = widths[-1]
+            if i < len(blocks) - 1:
+                # ceil_mode rounds up like cuda-convnet/Caffe: 32 -> 16 -> 8, 28 -> 14 -> 7.
+                pool = nn.AvgPool2d(3, 2, ceil_mode=True) if (i == 1 and pool2 == "avg") \
+                    else nn.MaxPool2d(3, 2, ceil_mode=True)
+                feats.append(pool)
+                size = math.ceil((size - 3) / 2) + 1
+                if drop_rate > 0:
+                    feats.append(nn.Dropout(drop_rate))
+        self.features = nn.Sequential(*feats)
+        if head == "gap":
+            self.classifier = None
+        else:
+            fc = [nn.Flatten()] + ([nn.Dropout(0.5)] if head == "fc_dropout" else [])
+            self.classifier = nn.Sequential(*fc, nn.Linear(c * size * size, num_classes))
+        self.reset_parameters(init)
+
+    def last_layer(self) -> nn.Module:
+        """The layer the paper trains at 0.1x the learning rate (the classifier)."""
+        mods = self.classifier if self.classifier is not None else self.features
+        return [m for m in mods.modules() if isinstance(m, (nn.Conv2d, nn.Linear))][-1]
+
+    def reset_parameters(self, init: str = "paper"):
+        """paper: Gaussian(0, init_std) weights and zero biases, as the authors' files.
+        kaiming: He-normal weights, which avoids the dead start (ReLU before GAP all zero)."""
+        stds = self.init_std if isinstance(self.init_std, (list, tuple)) else None
+        layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        for i, m in enumerate(layers):
+            if init == "paper":
+                std = stds[i] if stds is not None and i < len(stds) else \
+                    (stds[-1] if stds is not None else self.init_std)
+                nn.init.normal_(m.weight, 0.0, std)
+            elif init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            else:
+                raise ValueError(f"unknown init {init!r}: use paper or kaiming")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The per-class confidence maps (N, classes, H, W) that GAP averages."""
+        if self.classifier is not None:
+            raise RuntimeError(f"a model with a {self.head_type} head has no class maps; "
+                               "use a GAP model (e.g. nin_cifar10)")
+        return self.features(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x)
+        if self.classifier is None:
+            return y.mean((2, 3))
+        return self.classifier(y)
+
+
+# ---------------------------------------------------------------- registry
+_REGISTRY: dict[str, dict] = {}
+
+
+def _register(name, dataset, doc, **kw):
+    _REGISTRY[name] = dict(dataset=dataset, doc=doc, kwargs=kw)
+
+
+for _ds in ARCHS:
+    _register(f"nin_{_ds}", _ds, f"NIN for {_ds}, the paper's network")
+    _register(f"nin_{_ds}_bn", _ds, f"NIN for {_ds} with batch norm after each conv (modern recipe)",
+              bn=True)
+_register("nin_cifar10_caffe", "cifar10", "Caffe Model Zoo NIN: average pooling after block 2",
+          pool2="avg")
+_register("nin_cifar10_fc", "cifar10", "ablation (Table 5): mlpconv body, fully connected head",
+          head="fc")
+_register("nin_cifar10_fc_dropout", "cifar10",
+          "ablation (Table 5): mlpconv body, fully connected head with dropout", head="fc_dropout")
+_register("nin_cifar10_nodropout", "cifar10", "ablation: NIN without dropout between blocks",
+          drop_rate=0.0)
+for _head in ("gap", "fc", "fc_dropout"):
+    _register(f"cnn_cifar10_{_head}", "cifar10",
+              f"ablation: conventional CNN (three convs) with a {_head} head",
+              blocks=CNN_BLOCKS, head=_head)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a glob pattern, sorted."""
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def model_info(name: str) -> dict:
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, num_classes: int | None = None, pretrained: bool = False,
+                 **kwargs) -> NIN:
+    """Build a registered network, like timm.create_model.
+
+    kwargs override the architecture's settings (drop_rate, init, bn, head, pool2...).
+    pretrained=True loads the weights shipped in the package (see nin.checkpoint).
+    """
+    info = model_info(name)
+    arch = ARCHS[info["dataset"]]
+    cfg = dict(blocks=arch["blocks"], in_chans=arch["in_chans"], input_size=arch["input_size"],
+               num_classes=arch["num_classes"])
+    if info["dataset"] == "cifar100":
+        # The authors' CIFAR-100 file: std 0.001 for conv1, 0.01 for cccp1-2, 0.05 elsewhere.
+        cfg["init_std"] = [0.001, 0.01, 0.01, 0.05]
+    cfg.update(info["kwargs"])
+    cfg.update(kwargs)
+    if num_classes is not None:
+        cfg["num_classes"] = num_classes
+    model = NIN(**cfg)
+    model.name = name
+    if pretrained:
+        from .checkpoint import load_pretrained_into
+        load_pretrained_into(model, name)
+    return model
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

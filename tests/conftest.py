@@ -1,0 +1,37 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def fake_md5(monkeypatch):
+    """Register the md5s of files a test wrote in place of the official ones."""
+    import nin.data
+
+    def register(dataset: str, sums: dict):
+        table = dict(nin.data.MD5[dataset])
+        # A written file replaces every official sum of its layout (archive or folder).
+        table.update(sums)
+        monkeypatch.setitem(nin.data.MD5, dataset, table)
+    return register
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The unpacked real datasets ($NIN_DATA_DIR). Missing data is a failure, not a skip: CI
+    unpacks ../shared/data there, so a missing file means the pipeline is broken."""
+    root = os.environ.get("NIN_DATA_DIR")
+    if not root:
+        pytest.fail("realdata tests need NIN_DATA_DIR: run ../shared/data/unpack .data and set "
+                    "NIN_DATA_DIR=.data (or deselect them with -m 'not realdata')")
+    root = Path(root)
+    for f in ("mnist/train-images-idx3-ubyte.gz", "cifar-10-batches-bin/data_batch_1.bin"):
+        if not (root / f).is_file():
+            pytest.fail(f"{root / f} is missing: run ../shared/data/unpack {root}")
+    return root

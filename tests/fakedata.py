@@ -1,0 +1,135 @@
+"""Small datasets written in the official file formats, for the loader tests.
+
+Each writer returns {path under the data folder: md5} for the files it wrote, so a test can put
+them in nin.data.MD5 in place of the official sums and exercise the real checking code.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def images(n: int, c: int, h: int, w: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random images whose first pixel encodes the label, so tests can check order."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, c, h, w), dtype=np.uint8)
+    y = (np.arange(n) % 10).astype(np.int64)
+    x[:, 0, 0, 0] = y * 20
+    return x, y
+
+
+def _tar(root: Path, archive: str, folder: Path):
+    with tarfile.open(root / archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+
+
+def write_cifar10_binary(root: Path, per_batch: int = 20, archive: bool = False) -> dict:
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for i, name in enumerate(names):
+        x, y = images(per_batch, 3, 32, 32, seed=i)
+        rec = np.concatenate([y.astype(np.uint8)[:, None], x.reshape(per_batch, -1)], 1)
+        (folder / name).write_bytes(rec.tobytes())
+        sums[f"cifar-10-batches-bin/{name}"] = _md5(folder / name)
+    (folder / "batches.meta.txt").write_text("airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\n"
+                                             "horse\nship\ntruck\n")
+    if archive:
+        _tar(root, "cifar-10-binary.tar.gz", folder)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+        return {"cifar-10-binary.tar.gz": _md5(root / "cifar-10-binary.tar.gz")}
+    return sums
+
+
+def cifar_pickle(x: np.ndarray, labels, label_key: str) -> bytes:
+    # The official batches are Python 2 pickles of a dict of str keys; loaded with
+    # encoding="bytes" the keys are bytes, as written here with protocol 2.
+    d = {b"batch_label": b"testing batch", label_key.encode(): list(map(int, labels)),
+         b"data": x.reshape(len(x), -1), b"filenames": [b"x.png"] * len(x)}
+    return pickle.dumps(d, protocol=2)
+
+
+def write_cifar10_python(root: Path, per_batch: int = 20, archive: bool = False) -> dict:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        x, y = images(per_batch, 3, 32, 32, seed=i)
+        (folder / name).write_bytes(cifar_pickle(x, y, "labels"))
+        sums[f"cifar-10-batches-py/{name}"] = _md5(folder / name)
+    if archive:
+        _tar(root, "cifar-10-python.tar.gz", folder)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+        return {"cifar-10-python.tar.gz": _md5(root / "cifar-10-python.tar.gz")}
+    return sums
+
+
+def write_cifar100_python(root: Path, n_train: int = 200, n_test: int = 100,
+                          archive: bool = False) -> dict:
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n, seed in (("train", n_train, 0), ("test", n_test, 1)):
+        x, _ = images(n, 3, 32, 32, seed)
+        y = np.arange(n) % 100
+        (folder / name).write_bytes(cifar_pickle(x, y, "fine_labels"))
+    meta = {b"fine_label_names": [f"class{i}".encode() for i in range(100)],
+            b"coarse_label_names": [f"super{i}".encode() for i in range(20)]}
+    (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    if archive:
+        _tar(root, "cifar-100-python.tar.gz", folder)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+        return {"cifar-100-python.tar.gz": _md5(root / "cifar-100-python.tar.gz")}
+    return {f"cifar-100-python/{n}": _md5(folder / n) for n in ("train", "test", "meta")}
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return head + arr.astype(np.uint8).tobytes()
+
+
+def write_mnist(root: Path, n_train: int = 120, n_test: int = 40, gz: bool = True) -> dict:
+    folder = root / "mnist"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for stem, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = images(n, 1, 28, 28, seed)
+        for kind, arr in (("images-idx3", x[:, 0]), ("labels-idx1", y)):
+            name = f"{stem}-{kind}-ubyte" + (".gz" if gz else "")
+            data = idx_bytes(arr)
+            (folder / name).write_bytes(gzip.compress(data) if gz else data)
+            sums[f"mnist/{name}"] = _md5(folder / name)
+    return sums
+
+
+def write_svhn(root: Path, n: dict | None = None) -> dict:
+    import scipy.io
+    n = n or {"train": 4100, "test": 50, "extra": 2100}
+    folder = root / "svhn"
+    folder.mkdir(parents=True, exist_ok=True)
+    sums = {}
+    for i, (part, count) in enumerate(n.items()):
+        x, y = images(count, 3, 32, 32, seed=i)
+        y_mat = np.where(y == 0, 10, y).astype(np.uint8)[:, None]  # SVHN writes 0 as 10
+        buf = io.BytesIO()
+        scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0), "y": y_mat})
+        (folder / f"{part}_32x32.mat").write_bytes(buf.getvalue())
+        sums[f"svhn/{part}_32x32.mat"] = _md5(folder / f"{part}_32x32.mat")
+    return sums

@@ -1,0 +1,139 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fakedata
+from nin import checkpoint as ckpt
+from nin.cli import main
+from nin.evaluation import ImageError, load_image
+from nin.models import create_model
+from nin.preprocessing import Preprocess
+
+
+def test_models_lists_names_and_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "nin_cifar10 " in out and "966,986" in out and "1,986,026" in out
+    assert main(["models", "--json", "nin_mnist"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert rows == [dict(name="nin_mnist", params=349_674, dataset="mnist",
+                         description=rows[0]["description"])]
+
+
+def test_python_dash_m_and_console_script():
+    r = subprocess.run([sys.executable, "-m", "nin", "models", "nin_svhn"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "1,986,026" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny real training run on fake MNIST files, through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    import nin.data
+    sums = fakedata.write_mnist(root / "data", 256, 64)
+    old = dict(nin.data.MD5["mnist"])
+    nin.data.MD5["mnist"].update(sums)
+    rc = main(["train", "--dataset", "mnist", "--data-dir", str(root / "data"), "--epochs", "1",
+               "--batch-size", "32", "--out", str(root / "run"), "--no-progress", "--init",
+               "kaiming"])
+    yield root, rc
+    nin.data.MD5["mnist"].clear()
+    nin.data.MD5["mnist"].update(old)
+
+
+def test_train_then_eval_json(trained, capsys):
+    root, rc = trained
+    assert rc == 0 and (root / "run/result.json").exists()
+    assert (root / "run/metrics.jsonl").read_text().count("\n") == 1
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(root / "run"), "--data-dir", str(root / "data"),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"model", "dataset", "split", "n", "error"} <= set(out)
+    assert out["model"] == "nin_mnist" and out["dataset"] == "mnist" and out["n"] == 64
+    result = json.loads((root / "run/result.json").read_text())
+    assert out["error"] == pytest.approx(result["final"]["error"])
+    assert len(out["confusion"]) == 10 and sum(map(sum, out["confusion"])) == 64
+    assert main(["eval", "--weights", str(root / "run"), "--data-dir", str(root / "data"),
+                 "--tta"]) == 0
+    assert "confusion matrix" in capsys.readouterr().out
+
+
+def test_eval_errors_are_clear(tmp_path, capsys):
+    assert main(["eval", "--weights", str(tmp_path / "nope")]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert main(["eval", "--weights", "pretrained", "--model", "nin_svhn"]) == 2
+    assert "no pretrained weights for nin_svhn" in capsys.readouterr().err
+
+
+def test_predict_images_of_any_size_and_mode(trained, tmp_path, capsys):
+    root, _ = trained
+    rng = np.random.default_rng(0)
+    paths = []
+    for mode, size in (("RGB", (640, 480)), ("RGBA", (31, 77)), ("L", (28, 28)),
+                       ("P", (100, 100)), ("1", (50, 40))):
+        im = Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8))
+        im = im.convert(mode)
+        p = tmp_path / f"img_{mode}.{'jpg' if mode in ('RGB', 'L') else 'png'}"
+        im.save(p)
+        paths.append(str(p))
+    assert main(["predict", *paths, "--weights", str(root / "run"), "--json", "--topk", "3"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert len(res) == 5 and all(len(r["top"]) == 3 for r in res)
+    for r in res:
+        probs = [t["prob"] for t in r["top"]]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_predict_refuses_non_images(trained, tmp_path, capsys):
+    root, _ = trained
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    assert main(["predict", str(bad), "--weights", str(root / "run")]) == 2
+    assert "notes.png: not an image" in capsys.readouterr().err
+    trunc = tmp_path / "cut.png"
+    Image.new("RGB", (64, 64), "red").save(trunc)
+    trunc.write_bytes(trunc.read_bytes()[:60])
+    with pytest.raises(ImageError, match="cut.png"):
+        load_image(trunc, 3, 32)
+
+
+def test_load_image_resizes_crops_and_applies_exif(tmp_path):
+    im = Image.new("RGB", (60, 30), (0, 0, 0))
+    im.paste((255, 255, 255), (0, 0, 30, 30))  # left half white
+    p = tmp_path / "wide.jpg"
+    im.save(p, quality=95)
+    x = load_image(p, 3, 32)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.uint8
+    assert x[:, :, :8].float().mean() > 200 and x[:, :, -8:].float().mean() < 50
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    p2 = tmp_path / "rot.jpg"
+    im.save(p2, exif=exif, quality=95)
+    y = load_image(p2, 3, 32)  # displayed upright: the white half is now on top
+    assert y[:, :8].float().mean() > 200 and y[:, -8:].float().mean() < 50
+    assert load_image(p, 1, 28).shape == (1, 28, 28)
+
+
+def test_predict_with_a_cifar_checkpoint(tmp_path, capsys):
+    m = create_model("nin_cifar10", init="kaiming")
+    pre = Preprocess("standardize", 3, 32).fit(torch.randint(0, 255, (64, 3, 32, 32),
+                                                             dtype=torch.uint8))
+    ckpt.save_checkpoint(tmp_path / "c", 1, m, pre,
+                         dict(config={"dataset": "cifar10"}, classes=fakedata_classes()))
+    img = tmp_path / "cat.png"
+    Image.new("RGB", (200, 120), (200, 120, 40)).save(img)
+    assert main(["predict", str(img), "--weights", str(tmp_path / "c"), "--topk", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(str(img)) and out.count("%") == 2
+
+
+def fakedata_classes():
+    from nin.data import CIFAR10_CLASSES
+    return CIFAR10_CLASSES

@@ -1,0 +1,154 @@
+import json
+import math
+
+import pytest
+import torch
+
+import nin.training
+from nin import checkpoint as ckpt
+from nin.models import create_model
+from nin.preprocessing import Preprocess
+from nin.training import DeadStartError, Schedule, make_config, train
+
+
+def _cfg(tmp_path, name, recipe="paper", **kw):
+    base = dict(epochs=2, subset=256, eval_subset=128, batch_size=32, out=str(tmp_path / name),
+                patience=1)
+    base.update(kw)
+    return make_config(recipe, "mnist-sample", **base)
+
+
+def _weights(out):
+    model, pre, meta = ckpt.load_checkpoint(out)
+    return model.state_dict(), meta
+
+
+@pytest.mark.parametrize("recipe", ["paper", "modern"])
+def test_resumed_run_equals_uninterrupted(tmp_path, recipe):
+    quiet = dict(log=lambda *_: None, progress=False)
+    full = train(_cfg(tmp_path, "full", recipe), **quiet)
+    # the same run killed twice: inside epoch 1 and inside epoch 2, resumed each time
+    r = train(_cfg(tmp_path, "cut", recipe, max_steps=3), **quiet)
+    assert r["finished"] is False
+    r = train(_cfg(tmp_path, "cut", recipe, max_steps=13), resume=True, **quiet)
+    assert r["finished"] is False
+    cut = train(_cfg(tmp_path, "cut", recipe), resume=True, **quiet)
+    a, _ = _weights(tmp_path / "full")
+    b, meta = _weights(tmp_path / "cut")
+    assert meta["step"] == 16 and meta["epoch"] == 2
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert full["final"]["error"] == cut["final"]["error"]
+    strip = [{k: v for k, v in h.items() if k not in ("time_s", "images_per_s")}
+             for h in full["history"]]
+    assert strip == [{k: v for k, v in h.items() if k not in ("time_s", "images_per_s")}
+                     for h in cut["history"]]
+    # the metrics log holds each full epoch once, in order
+    log = [json.loads(line) for line in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in log if not e.get("partial")] == [1, 2]
+
+
+def test_seed_makes_cpu_runs_repeatable(tmp_path):
+    quiet = dict(log=lambda *_: None, progress=False)
+    train(_cfg(tmp_path, "a", epochs=1), **quiet)
+    train(_cfg(tmp_path, "b", epochs=1), **quiet)
+    train(_cfg(tmp_path, "c", epochs=1, seed=1), **quiet)
+    a, b, c = (_weights(tmp_path / n)[0] for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_result_json_and_log(tmp_path):
+    r = train(_cfg(tmp_path, "r", epochs=1), log=lambda *_: None, progress=False)
+    saved = json.loads((tmp_path / "r/result.json").read_text())
+    assert saved["final"]["error"] == r["final"]["error"] and saved["final"]["n"] == 128
+    assert saved["config"]["recipe"] == "paper" and saved["config"]["lr"] == 0.1
+    assert saved["env"]["torch"] == torch.__version__ and saved["params"] == 349_674
+    assert len(saved["history"]) == 1 and "test_error" in saved["history"][0]
+
+
+def test_dead_start_is_detected(tmp_path, monkeypatch):
+    def dead_model(name, **kw):
+        m = create_model(name, **kw)
+        torch.nn.init.constant_(m.last_layer().bias, -100.0)  # the ReLU before GAP: all zero
+        return m
+    monkeypatch.setattr(nin.training, "create_model", dead_model)
+    with pytest.raises(DeadStartError, match=r"dead start.*ln 10 = 2\.30.*--init kaiming"):
+        train(_cfg(tmp_path, "dead", subset=640), log=lambda *_: None, progress=False)
+
+
+def test_resume_refuses_another_config(tmp_path):
+    train(_cfg(tmp_path, "x", max_steps=2), log=lambda *_: None, progress=False)
+    with pytest.raises(ValueError, match="config differs.*lr"):
+        train(_cfg(tmp_path, "x", lr=0.05), resume=True, log=lambda *_: None, progress=False)
+
+
+def test_unwritable_output_is_reported_before_training(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="cannot write the run's output"):
+        train(_cfg(tmp_path, "file/run"), log=lambda *_: None, progress=False)
+
+
+def test_plateau_schedule_drops_twice_then_stops():
+    cfg = make_config("paper", "cifar10", patience=2)
+    s = Schedule(cfg, 10)
+    msgs = [s.end_epoch(a) for a in [0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]]
+    assert s.factor(0) == pytest.approx(0.01) and s.drops == 2 and s.stop
+    assert sum(m is not None and "lr /= 10" in m for m in msgs) == 2
+    onecycle = Schedule(make_config("modern", "cifar10", epochs=10), 10)
+    assert onecycle.factor(0) < onecycle.factor(19) == 1.0 and onecycle.factor(99) < 0.02
+    step = Schedule(make_config("paper", "cifar10", schedule="step", milestones=(2, 3)), 10)
+    assert [step.factor(i) for i in (19, 20, 30)] == pytest.approx([1, 0.1, 0.01])
+
+
+# ---------------------------------------------------------------- checkpoints
+def _save(tmp_path, name="nin_mnist"):
+    m = create_model(name)
+    pre = Preprocess("scale", m.in_chans, m.input_size)
+    return ckpt.save_checkpoint(tmp_path, 7, m, pre, dict(config={}, classes=list("0123456789")),
+                                state={"x": torch.zeros(3)}), m
+
+
+def test_checkpoint_round_trip_and_rotation(tmp_path):
+    side, m = _save(tmp_path)
+    m2, pre, meta = ckpt.load_checkpoint(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
+                                                 m2.state_dict().values()))
+    assert meta["step"] == 7 and pre.kind == "scale"
+    assert ckpt.load_checkpoint(side.with_suffix(".safetensors"))[2]["step"] == 7
+    for step in (8, 9, 10):
+        ckpt.save_checkpoint(tmp_path, step, m, pre, dict(config={}))
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["step-00000009.json",
+                                                               "step-00000010.json"]
+
+
+def test_truncated_or_corrupt_checkpoint_is_named(tmp_path):
+    side, _ = _save(tmp_path)
+    w = side.with_suffix(".safetensors")
+    w.write_bytes(w.read_bytes()[:-100])
+    with pytest.raises(ckpt.CheckpointError, match=f"{w}: sha256 does not match"):
+        ckpt.load_checkpoint(side)
+    side.write_text("{not json")
+    with pytest.raises(ckpt.CheckpointError, match="unreadable checkpoint sidecar"):
+        ckpt.load_checkpoint(side)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    side, _ = _save(tmp_path)
+    meta = json.loads(side.read_text())
+    meta["model"] = "nin_cifar10"
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="do not fit"):
+        ckpt.load_checkpoint(side)
+
+
+def test_missing_pretrained_weights_say_so():
+    with pytest.raises(ckpt.CheckpointError, match="no pretrained weights for nin_svhn"):
+        create_model("nin_svhn", pretrained=True)
+
+
+def test_loss_of_a_fresh_model_is_near_ln10():
+    m = create_model("nin_cifar10", init="kaiming").eval()
+    y = m(torch.randn(64, 3, 32, 32))
+    assert y.std(1).min() > 0  # kaiming init: the class maps are alive from the start
+    assert math.isfinite(torch.nn.functional.cross_entropy(y, torch.zeros(64).long()).item())
