@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__
 
@@ -52,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--train-split")
     p.add_argument("--eval-split")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the network (falls back to eager if it fails)")
     p.add_argument("--no-progress", action="store_true")
     _add_data_dir(p)
 
@@ -74,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("sweep", help="run a grid of configs and seeds (see nin.sweep)")
+    p.add_argument("spec", help="sweep file (JSON: out, base, grid)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
+    p.add_argument("--summary", action="store_true", help="only rebuild summary.{json,md}")
 
     p = sub.add_parser("demo", help="train NIN on the embedded MNIST sample (offline, minutes "
                                     "on a CPU) and compare with the paper")
@@ -119,7 +127,7 @@ def cmd_train(args):
     fields = ("epochs", "max_steps", "subset", "eval_subset", "batch_size", "lr",
               "weight_decay", "seed", "translate", "patience", "eval_every", "drop_rate",
               "label_smoothing", "schedule", "init", "preprocess", "flip", "tta",
-              "train_split", "eval_split", "device", "data_dir", "model")
+              "train_split", "eval_split", "device", "data_dir", "model", "compile")
     over = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     if args.milestones:
         over["milestones"] = tuple(int(m) for m in args.milestones.split(","))
@@ -134,7 +142,11 @@ def cmd_train(args):
         cfg.out = args.out
     elif not args.config:
         cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
-    train(cfg, resume=args.resume, progress=False if args.no_progress else None)
+    from . import distributed
+    try:
+        train(cfg, resume=args.resume, progress=False if args.no_progress else None)
+    finally:
+        distributed.cleanup()
     return 0
 
 
@@ -184,6 +196,19 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_sweep(args):
+    from .sweep import load_spec, run_sweep, write_summary
+    spec = load_spec(args.spec)
+    if args.summary:
+        write_summary(spec["out"])
+    else:
+        run_sweep(spec, dry_run=args.dry_run)
+    if not args.dry_run:
+        md = Path(spec["out"]) / "summary.md"
+        print(md.read_text() if md.exists() else "no finished runs", end="")
+    return 0
+
+
 def cmd_demo(args):
     from .models import PAPER_ERROR
     from .training import make_config, train
@@ -208,7 +233,7 @@ def main(argv=None) -> int:
     from .training import DeadStartError, NonFiniteLoss
     args = _parser().parse_args(argv)
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
-           "predict": cmd_predict, "demo": cmd_demo}[args.cmd]
+           "predict": cmd_predict, "sweep": cmd_sweep, "demo": cmd_demo}[args.cmd]
     try:
         return cmd(args)
     except (DataError, CheckpointError, ImageError) as e:

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import distributed as dist
+
 
 @torch.no_grad()
 def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta: bool = False,
@@ -32,17 +34,23 @@ def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta:
 
 def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
              amp: bool = True) -> dict:
-    """Test error (%), mean loss, per-class accuracy and confusion matrix (rows: true class)."""
-    logp = predict_logits(model, pre, dataset.images, batch_size, tta, amp)
-    y = dataset.labels.to(logp.device)
-    pred = logp.argmax(1)
+    """Test error (%), mean loss, per-class accuracy and confusion matrix (rows: true class).
+    Under torch.distributed each rank scores its share and the counts are summed."""
+    n_all = len(dataset)
+    r, w = dist.rank(), dist.world()
+    part = slice(r * n_all // w, (r + 1) * n_all // w)
+    logp = predict_logits(model, pre, dataset.images[part], batch_size, tta, amp)
+    y = dataset.labels[part].to(logp.device)
     k = model.num_classes
-    conf = torch.bincount(y * k + pred, minlength=k * k).view(k, k).cpu()
+    conf = torch.bincount(y * k + logp.argmax(1), minlength=k * k).view(k, k)
+    loss_sum = F.nll_loss(logp, y, reduction="sum") if len(y) else logp.new_zeros(())
+    dist.all_sum(conf, loss_sum)
+    conf = conf.cpu()
+    n = int(conf.sum())
     per_class = (conf.diag().double() / conf.sum(1).clamp_min(1).double()).tolist()
-    n = len(y)
-    wrong = int((pred != y).sum())
-    return dict(n=n, error=100.0 * wrong / max(n, 1), loss=float(F.nll_loss(logp, y)) if n else
-                float("nan"), per_class_accuracy=dict(zip(dataset.classes, per_class)),
+    return dict(n=n, error=100.0 * (n - int(conf.diag().sum())) / max(n, 1),
+                loss=float(loss_sum) / n if n else float("nan"),
+                per_class_accuracy=dict(zip(dataset.classes, per_class)),
                 confusion=conf.tolist(), tta=tta)
 
 

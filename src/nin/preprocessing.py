@@ -110,21 +110,27 @@ class Preprocess(nn.Module):
 
 
 def augment(x: torch.Tensor, translate: int = 0, flip: bool = False,
-            generator: torch.Generator | None = None) -> torch.Tensor:
+            generator: torch.Generator | None = None, part: slice | None = None,
+            total: int | None = None) -> torch.Tensor:
     """Random translation by up to `translate` pixels (zero padding, i.e. the data mean after
-    preprocessing) and random horizontal flips, drawn per image, for a batch on any device."""
+    preprocessing) and random horizontal flips, drawn per image, for a batch on any device.
+
+    x may be the rows `part` of a global batch of `total` images (a distributed rank's shard):
+    the draws are made for the whole batch, so the shard is augmented as the whole would be."""
     n, c, h, w = x.shape
+    part = part or slice(0, n)
+    total = total or n
     if translate > 0:
         p = translate
         xp = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (n,), device=x.device, generator=generator)
-        dx = torch.randint(0, 2 * p + 1, (n,), device=x.device, generator=generator)
+        dy = torch.randint(0, 2 * p + 1, (total,), device=x.device, generator=generator)[part]
+        dx = torch.randint(0, 2 * p + 1, (total,), device=x.device, generator=generator)[part]
         rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, None, :, None]
         cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, None, :]
         chans = torch.arange(c, device=x.device)[None, :, None, None]
         x = xp[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
     if flip:
-        mask = torch.rand(n, device=x.device, generator=generator) < 0.5
+        mask = torch.rand(total, device=x.device, generator=generator)[part] < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
     return x
 

@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
+from . import distributed as dist
 from .data import load_dataset, num_classes
 from .evaluation import evaluate
 from .models import ARCHS, count_params, create_model, model_info
@@ -62,6 +64,7 @@ class TrainConfig:
     eval_every: int = 1           # epochs between test evaluations (and checkpoints)
     device: str = "auto"
     amp: bool = True              # bf16 autocast on CUDA
+    compile: bool = False         # torch.compile the network (eager if compiling fails)
     channels_last: bool = True    # on CUDA
     data_dir: str | None = None
     out: str = "runs/nin"
@@ -231,43 +234,103 @@ def _append_log(path: Path, record: dict):
 
 
 # ---------------------------------------------------------------- the loop
+def compile_or_eager(net, log):
+    """torch.compile the network; if compiling fails (no compiler, unsupported backend), the
+    first call falls back to eager mode with a message instead of failing the run."""
+    try:
+        compiled = torch.compile(net)
+    except Exception as e:  # noqa: BLE001 - any failure means: run eager
+        log(f"torch.compile unavailable ({type(e).__name__}: {e}); running eager")
+        return net
+    state = {"fn": compiled, "tried": False}
+
+    def call(x):
+        if state["tried"]:
+            return state["fn"](x)
+        state["tried"] = True
+        try:
+            return state["fn"](x)
+        except Exception as e:  # noqa: BLE001
+            log(f"torch.compile failed ({type(e).__name__}: {str(e)[:200]}); running eager")
+            state["fn"] = net
+            return net(x)
+    return call
+
+
+def _check_resumable(last: Path, meta: dict, cfg: TrainConfig):
+    free = ("epochs", "max_steps", "out", "device", "compile", "data_dir")
+    old = {k: v for k, v in meta["config"].items() if k not in free}
+    new = {k: v for k, v in cfg.to_dict().items() if k not in free}
+    diff = {k: (old.get(k), v) for k, v in new.items()
+            if old.get(k) != v and not (isinstance(v, tuple) and list(v) == old.get(k))}
+    if diff:
+        raise ValueError(f"{last}: the checkpoint's config differs from this run's: {diff}. "
+                         "Resume with the same settings (only --epochs, --max-steps, --device "
+                         "may change) or use another --out.")
+
+
+def _load_optimizer(opt, state: dict, device):
+    sd = opt.state_dict()
+    for i, g in enumerate(sd["param_groups"]):
+        for j, pid in enumerate(g["params"]):
+            key = f"opt.{i}.{j}.momentum_buffer"
+            if key in state:
+                sd["state"][pid] = {"momentum_buffer": state[key].to(device)}
+    opt.load_state_dict(sd)
+
+
+def _optimizer_tensors(opt) -> dict:
+    sd, out = opt.state_dict(), {}
+    for i, g in enumerate(sd["param_groups"]):
+        for j, pid in enumerate(g["params"]):
+            buf = sd["state"].get(pid, {}).get("momentum_buffer")
+            if buf is not None:
+                out[f"opt.{i}.{j}.momentum_buffer"] = buf
+    return out
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log=print) -> dict:
+          log=print, ddp: bool = True) -> dict:
     """Train, evaluating and checkpointing every eval_every epochs; returns the result dict
-    (also written to OUT/result.json when the run reaches its end)."""
+    (also written to OUT/result.json when the run reaches its end). Under torchrun (and ddp),
+    trains with DistributedDataParallel; rank 0 alone logs and writes."""
+    rank, world, ddp_device = dist.init(cfg.device) if ddp else (0, 1, None)
+    main = rank == 0
+    if not main:
+        log = lambda *a, **k: None  # noqa: E731
     out = Path(cfg.out)
-    check_writable(out)
-    device = pick_device(cfg.device)
+    if main:
+        check_writable(out)
+    device = ddp_device or pick_device(cfg.device)
     cuda = device.type == "cuda"
     if cuda:
         torch.backends.cudnn.benchmark = True
-    torch.manual_seed(cfg.seed)
+    if cfg.batch_size % world:
+        raise ValueError(f"batch size {cfg.batch_size} does not split over {world} ranks")
+    torch.manual_seed(cfg.seed + rank)  # dropout differs per rank, as it would per image
 
-    info = model_info(cfg.model)
-    arch = ARCHS[info["dataset"]]
+    arch = ARCHS[model_info(cfg.model)["dataset"]]
     train_ds = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir)
     test_ds = load_dataset(cfg.dataset, cfg.eval_split, cfg.data_dir)
     if cfg.subset:
         train_ds = train_ds.take(slice(0, cfg.subset))
     if cfg.eval_subset:
         test_ds = test_ds.take(slice(0, cfg.eval_subset))
-    if tuple(train_ds.images.shape[1:]) != (arch["in_chans"], arch["input_size"],
-                                            arch["input_size"]):
-        raise ValueError(f"{cfg.model} takes {arch['in_chans']}x{arch['input_size']}x"
-                         f"{arch['input_size']} images; {cfg.dataset} has "
+    shape = (arch["in_chans"], arch["input_size"], arch["input_size"])
+    if tuple(train_ds.images.shape[1:]) != shape:
+        raise ValueError(f"{cfg.model} takes {shape} images; {cfg.dataset} has "
                          f"{tuple(train_ds.images.shape[1:])}")
+    # The whole dataset stays resident on the device as uint8; batches are cut from it there.
     train_ds, test_ds = train_ds.to(device), test_ds.to(device)
-    n_cls = num_classes(cfg.dataset)
+    n_cls, n = num_classes(cfg.dataset), len(train_ds)
 
     model_kwargs = dict(drop_rate=cfg.drop_rate, init=cfg.init)
     model = create_model(cfg.model, num_classes=n_cls, **model_kwargs).to(device)
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    pre = Preprocess(cfg.preprocess, arch["in_chans"], arch["input_size"]).to(device)
-    groups = param_groups(model, cfg)
-    opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                          **({"foreach": True} if cuda else {}))
-    n = len(train_ds)
+    pre = Preprocess(cfg.preprocess, *shape[:2]).to(device)
+    opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                          nesterov=cfg.nesterov, **({"fused": True} if cuda else {}))
     spe = n // cfg.batch_size  # drop the last partial batch, as cuda-convnet's fixed batches
     if spe == 0:
         raise ValueError(f"batch size {cfg.batch_size} is larger than the {n} training images")
@@ -282,66 +345,62 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         log(f"--resume: no checkpoint in {out}; starting from scratch")
     if last is not None:
         meta = ckpt.read_sidecar(last, check=("weights", "state"))
-        old = {k: v for k, v in meta["config"].items() if k not in ("epochs", "max_steps", "out")}
-        new = {k: v for k, v in cfg.to_dict().items() if k not in ("epochs", "max_steps", "out")}
-        diff = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
-        diff = {k: v for k, v in diff.items() if not (isinstance(v[0], list) and
-                                                      tuple(v[0]) == tuple(v[1]))}
-        if diff:
-            raise ValueError(f"{last}: the checkpoint's config differs from this run's: {diff}. "
-                             "Resume with the same settings (only --epochs and --max-steps may "
-                             "change) or use another --out.")
+        _check_resumable(last, meta, cfg)
         _, saved_pre = ckpt.load_weights(last, meta, model=model, map_location=device)
         pre.load_state_dict(saved_pre.state_dict())
         state = ckpt.load_state(last, meta)
-        opt_state = opt.state_dict()
-        for i in range(len(opt_state["param_groups"])):
-            for j, pid in enumerate(opt_state["param_groups"][i]["params"]):
-                key = f"opt.{i}.{j}.momentum_buffer"
-                if key in state:
-                    opt_state["state"][pid] = {"momentum_buffer": state[key].to(device)}
-        opt.load_state_dict(opt_state)
-        torch.set_rng_state(state["rng.cpu"])
+        _load_optimizer(opt, state, device)
+        torch.set_rng_state(state.get(f"rng.cpu.{rank}", state["rng.cpu.0"]))
+        if cuda and f"rng.cuda.{rank}" in state:
+            torch.cuda.set_rng_state(state[f"rng.cuda.{rank}"])
         data_gen.set_state(state["rng.data"].to(data_gen.get_state().device))
-        if cuda and "rng.cuda" in state:
-            torch.cuda.set_rng_state(state["rng.cuda"])
         sched.load(meta["schedule"])
         step, epoch, step_in_epoch = meta["step"], meta["epoch"], meta["step_in_epoch"]
         history, wall = meta["history"], meta["wall_s"]
         if step_in_epoch:
-            running = (state["run.loss_sum"].to(device), state["run.correct"].to(device),
-                       meta["seen_in_epoch"])
-        _truncate_log(metrics_path, step)
+            running = (state[f"run.loss_sum.{rank}"].to(device),
+                       state[f"run.correct.{rank}"].to(device), meta["seen_in_epoch"][rank])
+        if main:
+            _truncate_log(metrics_path, step)
         log(f"resumed from {last} (epoch {epoch}, step {step})")
     else:
-        if metrics_path.exists():
+        if main and metrics_path.exists():
             metrics_path.unlink()
         pre.fit(train_ds.images)
-    env = environment(device)
+    net = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+    if cfg.compile:
+        net = compile_or_eager(net, log)
+    env = dict(environment(device), world_size=world)
     log(f"{cfg.model} ({count_params(model):,} params) on {cfg.dataset}/{cfg.train_split} "
-        f"({n:,} images), recipe {cfg.recipe}, {device}")
+        f"({n:,} images), recipe {cfg.recipe}, {device}" + (f" x {world} ranks" if world > 1
+                                                            else ""))
 
     def save(reason: str, loss_sum=None, correct=None, seen=0):
-        opt_sd = opt.state_dict()
-        state = {"rng.cpu": torch.get_rng_state(), "rng.data": data_gen.get_state().cpu()}
-        if step_in_epoch:
-            state.update({"run.loss_sum": loss_sum, "run.correct": correct})
+        # Every rank takes part (its RNG and running sums are gathered); rank 0 writes.
+        mine = {"rng.cpu": torch.get_rng_state()}
         if cuda:
-            state["rng.cuda"] = torch.cuda.get_rng_state()
-        for i, g in enumerate(opt_sd["param_groups"]):
-            for j, pid in enumerate(g["params"]):
-                buf = opt_sd["state"].get(pid, {}).get("momentum_buffer")
-                if buf is not None:
-                    state[f"opt.{i}.{j}.momentum_buffer"] = buf
-        meta = dict(config=cfg.to_dict(), model_kwargs=model_kwargs, epoch=epoch,
-                    step_in_epoch=step_in_epoch, schedule=sched.state(), history=history,
-                    wall_s=wall, classes=train_ds.classes, reason=reason, env=env,
-                    seen_in_epoch=seen if step_in_epoch else 0)
-        ckpt.save_checkpoint(out / "checkpoints", step, model, pre, meta, state)
+            mine["rng.cuda"] = torch.cuda.get_rng_state(device)
+        if step_in_epoch:
+            mine.update({"run.loss_sum": loss_sum.cpu(), "run.correct": correct.cpu(),
+                         "seen": seen})
+        ranks = dist.gather_objects(mine)
+        if main:
+            state = {"rng.data": data_gen.get_state().cpu(), **_optimizer_tensors(opt)}
+            for r, d in enumerate(ranks):
+                state.update({f"{k}.{r}": v for k, v in d.items() if k != "seen"})
+            meta = dict(config=cfg.to_dict(), model_kwargs=model_kwargs, epoch=epoch,
+                        step_in_epoch=step_in_epoch, schedule=sched.state(), history=history,
+                        wall_s=wall, classes=train_ds.classes, reason=reason, env=env,
+                        seen_in_epoch=[d.get("seen", 0) for d in ranks])
+            ckpt.save_checkpoint(out / "checkpoints", step, model, pre, meta, state)
+        dist.barrier()
 
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else \
         torch.autocast("cpu", enabled=False)
-    use_bar = progress if progress is not None else sys.stderr.isatty()
+    use_bar = main and (progress if progress is not None else sys.stderr.isatty())
+    local = dist.shard(cfg.batch_size)  # this rank's rows of each global batch
     stopped_early = None
     while epoch < cfg.epochs and not sched.stop:
         model.train()
@@ -362,7 +421,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
             idx = perm[step_in_epoch * cfg.batch_size:(step_in_epoch + 1) * cfg.batch_size]
-            x = augment(pre(train_ds.images[idx]), cfg.translate, cfg.flip, data_gen)
+            idx = idx[local]
+            x = augment(pre(train_ds.images[idx]), cfg.translate, cfg.flip, data_gen,
+                        part=local, total=cfg.batch_size)
             y = train_ds.labels[idx]
             if cuda and cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -370,7 +431,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
             with amp:
-                logits = model(x)
+                logits = net(x)
                 loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -388,19 +449,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                 bar.update(step_in_epoch - bar.n)
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
                                 acc=f"{correct.item() / seen:.4f}",
-                                img_s=f"{(seen - seen0) / (time.time() - t0):.0f}")
+                                img_s=f"{world * (seen - seen0) / (time.time() - t0):.0f}")
             if step_in_epoch % 50 == 0 or step_in_epoch == spe:
-                if not math.isfinite(loss_sum.item()):
-                    raise NonFiniteLoss(f"loss became {loss_sum.item()} at step {step}; the last "
+                if dist.any_flag(not math.isfinite(loss_sum.item()), device):
+                    raise NonFiniteLoss(f"the loss became non-finite by step {step}; the last "
                                         f"good checkpoint is kept in {out / 'checkpoints'}. Lower "
                                         "--lr or use --recipe modern.")
-                if dead_streak.item() >= min(20, spe):
+                if dist.any_flag(dead_streak.item() >= min(20, spe), device):
                     raise DeadStartError(
                         f"dead start: for {dead_streak.item()} steps up to step {step} every "
-                        "output has been the same for every "
-                        f"class (loss pinned at ln {n_cls} = {math.log(n_cls):.6f}): the ReLU "
-                        "before global average pooling is zero everywhere. Restart with another "
-                        "--seed or with --init kaiming (or --recipe modern).")
+                        f"output has been the same for every class (loss pinned at ln {n_cls} "
+                        f"= {math.log(n_cls):.6f}): the ReLU before global average pooling is "
+                        "zero everywhere. Restart with another --seed or with --init kaiming "
+                        "(or --recipe modern).")
         if bar is not None:
             bar.close()
         dt = time.time() - t0
@@ -410,15 +471,20 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             save(stopped_early)
             log(f"stopped at step {step}: {stopped_early}; continue with --resume")
             break
-        train_loss, train_acc = loss_sum.item() / seen, correct.item() / seen
         if step_in_epoch < spe:  # stopped by max_steps inside an epoch
             stopped_early = f"max_steps {cfg.max_steps} reached"
-            _append_log(metrics_path, dict(epoch=epoch + step_in_epoch / spe, step=step,
-                                           partial=True, train_loss=train_loss,
-                                           train_acc=train_acc))
             save(stopped_early, loss_sum, correct, seen)
+            g_loss, g_correct, g_seen = dist.all_sum(loss_sum.clone(), correct.clone(),
+                                                     torch.tensor(seen, device=device))
+            if main:
+                _append_log(metrics_path, dict(epoch=epoch + step_in_epoch / spe, step=step,
+                                               partial=True, train_loss=g_loss.item() / g_seen.item(),
+                                               train_acc=g_correct.item() / g_seen.item()))
             log(f"stopped at step {step}: {stopped_early}; continue with --resume")
             break
+        g_loss, g_correct, g_seen = dist.all_sum(loss_sum, correct,
+                                                 torch.tensor(seen, device=device))
+        train_loss, train_acc = g_loss.item() / g_seen.item(), g_correct.item() / g_seen.item()
         if step >= 100 and train_loss > math.log(n_cls) - 0.01 and train_acc < 1.5 / n_cls:
             raise DeadStartError(
                 f"dead start: after {step} steps the training loss is {train_loss:.4f}, pinned "
@@ -430,13 +496,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         step_in_epoch = 0
         record = dict(epoch=epoch, step=step, lr=cfg.lr * sched.factor(step - 1),
                       train_loss=train_loss, train_acc=train_acc, time_s=dt,
-                      images_per_s=(seen - seen0) / dt)
+                      images_per_s=world * (seen - seen0) / dt)
         msg = sched.end_epoch(train_acc)
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or sched.stop:
             ev = evaluate(model, pre, test_ds, batch_size=512, tta=cfg.tta, amp=cfg.amp)
             record.update(test_loss=ev["loss"], test_error=ev["error"])
         history.append(record)
-        _append_log(metrics_path, record)
+        if main:
+            _append_log(metrics_path, record)
         log(f"epoch {epoch:3d}  loss {train_loss:.4f}  train acc {train_acc:.4f}  "
             + (f"test error {record['test_error']:.2f}%  " if "test_error" in record else "")
             + f"{record['images_per_s']:.0f} img/s" + (f"  [{msg}]" if msg else ""))
@@ -451,7 +518,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                   final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
                              loss=ev["loss"], per_class_accuracy=ev["per_class_accuracy"]),
                   history=history, env=env, checkpoint=str(ckpt.latest_checkpoint(out)))
-    ckpt.atomic_write(out / "result.json", json.dumps(result, indent=1).encode())
+    if main:
+        ckpt.atomic_write(out / "result.json", json.dumps(result, indent=1).encode())
     log(f"test error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} ({ev['n']:,} images); "
         f"result in {out / 'result.json'}")
     return result

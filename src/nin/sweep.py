@@ -1,0 +1,127 @@
+"""Sweeps: a grid of configs and seeds, each run with its own folder and result.json, and the
+multi-seed summary (mean ± std) that the results tables are built from.
+
+A sweep file is JSON:
+  {"out": "runs/heads",
+   "base": {"dataset": "cifar10", "recipe": "paper", "epochs": 260},
+   "grid": {"model": ["nin_cifar10", "nin_cifar10_fc", "nin_cifar10_fc_dropout"],
+            "seed": [0, 1, 2]}}
+Runs go one after another; under torchrun each rank takes every world-th run on its own GPU
+(independent single-process runs). A finished run (result.json) is skipped and a started one
+resumed, so a sweep cut off by a time limit continues where it stopped.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import statistics
+from pathlib import Path
+
+from .checkpoint import atomic_write
+
+
+def load_spec(path) -> dict:
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable sweep file ({e})") from None
+    if not isinstance(spec.get("grid", {}), dict) or "out" not in spec:
+        raise ValueError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists")
+    return spec
+
+
+def expand(spec: dict) -> list[tuple[str, dict]]:
+    """(run name, config overrides) for every point of the grid, in a fixed order."""
+    grid = spec.get("grid", {})
+    keys = list(grid)
+    runs = []
+    for values in itertools.product(*(grid[k] for k in keys)):
+        point = dict(zip(keys, values))
+        name = "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "run"
+        runs.append((name, {**spec.get("base", {}), **point}))
+    return runs
+
+
+def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
+    from .training import make_config, train
+    runs = expand(spec)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    mine = runs[rank::world]
+    out = Path(spec["out"])
+    done = []
+    for name, over in mine:
+        over = dict(over)
+        recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", "cifar10")
+        if world > 1 and "device" not in over:
+            import torch
+            if torch.cuda.is_available():
+                over["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        cfg = make_config(recipe, dataset, **over, out=str(out / name))
+        if (out / name / "result.json").exists():
+            log(f"[sweep] {name}: done already")
+        elif dry_run:
+            log(f"[sweep] {name}: would run {cfg}")
+            continue
+        else:
+            log(f"[sweep] {name}: running ({len(done) + 1}/{len(mine)} on rank {rank})")
+            train(cfg, resume=True, progress=False, log=log, ddp=False)
+        done.append(out / name)
+    if not dry_run:
+        write_summary(out)
+    return done
+
+
+def _group_key(cfg: dict) -> tuple:
+    return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items()
+                        if k not in ("seed", "out", "data_dir", "device")))
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """Group finished runs that differ only in seed (and output folder): mean ± std error."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        if r.get("finished"):
+            groups.setdefault(_group_key(r["config"]), []).append(r)
+    rows = []
+    for runs in groups.values():
+        errs = [r["final"]["error"] for r in runs]
+        c = runs[0]["config"]
+        rows.append(dict(model=c["model"], dataset=c["dataset"], recipe=c["recipe"],
+                         translate=c.get("translate", 0), flip=c.get("flip", False),
+                         seeds=sorted(r["config"]["seed"] for r in runs), n=len(errs),
+                         mean=statistics.fmean(errs),
+                         std=statistics.stdev(errs) if len(errs) > 1 else 0.0,
+                         errors=errs, wall_s=[r["wall_s"] for r in runs],
+                         epochs=[r["epochs_run"] for r in runs]))
+    return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))
+
+
+def collect(folder) -> list[dict]:
+    """Every result.json under a folder."""
+    found = []
+    for p in sorted(Path(folder).rglob("result.json")):
+        try:
+            found.append(json.loads(p.read_text()) | {"path": str(p)})
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def fmt(row: dict) -> str:
+    return f"{row['mean']:.2f} ± {row['std']:.2f} (n={row['n']})" if row["n"] > 1 else \
+        f"{row['mean']:.2f} (1 seed)"
+
+
+def write_summary(folder) -> list[dict]:
+    rows = summarize(collect(folder))
+    atomic_write(Path(folder) / "summary.json", json.dumps(rows, indent=1).encode())
+    lines = ["| model | dataset | recipe | aug | test error % |", "|---|---|---|---|---|"]
+    for r in rows:
+        aug = ("translate+flip" if r["flip"] and r["translate"] else
+               "flip" if r["flip"] else f"translate {r['translate']}" if r["translate"] else
+               "none")
+        lines.append(f"| {r['model']} | {r['dataset']} | {r['recipe']} | {aug} | {fmt(r)} |")
+    atomic_write(Path(folder) / "summary.md", ("\n".join(lines) + "\n").encode())
+    return rows
