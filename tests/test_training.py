@@ -73,8 +73,22 @@ def test_dead_start_is_detected(tmp_path, monkeypatch):
         torch.nn.init.constant_(m.last_layer().bias, -100.0)  # the ReLU before GAP: all zero
         return m
     monkeypatch.setattr(nin.training, "create_model", dead_model)
-    with pytest.raises(DeadStartError, match=r"dead start.*ln 10 = 2\.30.*--init kaiming"):
-        train(_cfg(tmp_path, "dead", subset=640), log=lambda *_: None, progress=False)
+    with pytest.raises(DeadStartError,
+                       match=r"dead start: for 100 steps.*\[0, 1, 2.*ln 10 = 2\.30.*--init kaiming"):
+        train(_cfg(tmp_path, "dead", subset=640, epochs=6, patience=10), log=lambda *_: None,
+              progress=False)
+
+
+def test_a_single_dead_class_is_detected(tmp_path, monkeypatch):
+    def one_dead(name, **kw):
+        m = create_model(name, **kw)
+        with torch.no_grad():
+            m.last_layer().bias[3] = -100.0  # class 3's map is zero for every image
+        return m
+    monkeypatch.setattr(nin.training, "create_model", one_dead)
+    with pytest.raises(DeadStartError, match=r"class map\(s\) \[3\]"):
+        train(_cfg(tmp_path, "dead3", subset=640, epochs=6, init="kaiming", patience=10, lr=1e-3),
+              log=lambda *_: None, progress=False)
 
 
 def test_resume_refuses_another_config(tmp_path):

@@ -23,7 +23,8 @@ def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta:
         x = pre(images[i:i + batch_size].to(device))
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp) if cuda else \
+                torch.autocast("cpu", enabled=False):
             p = F.softmax(model(x).float(), 1)
             if tta:
                 p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2

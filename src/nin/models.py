@@ -180,3 +180,30 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool = F
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, in_chans: int | None = None, size: int | None = None) -> int:
+    """Multiply-adds of one image's forward pass through the convolutions and linear layers
+    (pooling, ReLU and batch norm are a rounding error). nin_cifar10: ~222 M."""
+    in_chans = in_chans or model.in_chans
+    size = size or model.input_size
+    total = 0
+
+    def hook(m, inp, out):
+        nonlocal total
+        if isinstance(m, nn.Conv2d):
+            k = m.kernel_size[0] * m.kernel_size[1] * m.in_channels // m.groups
+            total += out[0].numel() * k
+        elif isinstance(m, nn.Linear):
+            total += m.in_features * m.out_features
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        p = next(model.parameters())
+        model(torch.zeros(1, in_chans, size, size, device=p.device, dtype=p.dtype))
+    model.train(was)
+    for h in handles:
+        h.remove()
+    return total

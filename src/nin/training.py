@@ -88,7 +88,7 @@ PAPER_DATASET = {
     "cifar10": {},
     "cifar100": dict(lr=0.02, weight_decay=5e-4, last_lr_mult=1.0),
     "mnist": dict(preprocess="scale"),
-    "svhn": dict(preprocess="lcn"),
+    "svhn": dict(preprocess="lcn", train_split="train-val"),  # train + extra less the val set
     "mnist-sample": dict(preprocess="scale"),
 }
 
@@ -107,6 +107,9 @@ def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) ->
         kw.update(flip=False, tta=False, translate=2)  # digits are not mirror-symmetric
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**kw)
+
+
+DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
 
 
 class DeadStartError(RuntimeError):
@@ -289,6 +292,30 @@ def _optimizer_tensors(opt) -> dict:
     return out
 
 
+def make_optimizer(model, cfg: TrainConfig, cuda: bool) -> torch.optim.SGD:
+    # fused: one kernel for the whole update on CUDA; the CPU path is the reference one.
+    return torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov, **({"fused": True} if cuda else {}))
+
+
+def train_step(net, opt, x, y, amp, label_smoothing: float = 0.0):
+    """One SGD step; returns the (detached) loss and logits, left on the device."""
+    with amp:
+        logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits.detach()
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA; fp32 elsewhere."""
+    if device.type == "cuda" and enabled:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
           log=print, ddp: bool = True) -> dict:
     """Train, evaluating and checkpointing every eval_every epochs; returns the result dict
@@ -329,8 +356,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if cuda and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, *shape[:2]).to(device)
-    opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
-                          nesterov=cfg.nesterov, **({"fused": True} if cuda else {}))
+    opt = make_optimizer(model, cfg, cuda)
     spe = n // cfg.batch_size  # drop the last partial batch, as cuda-convnet's fixed batches
     if spe == 0:
         raise ValueError(f"batch size {cfg.batch_size} is larger than the {n} training images")
@@ -397,17 +423,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             ckpt.save_checkpoint(out / "checkpoints", step, model, pre, meta, state)
         dist.barrier()
 
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if (cuda and cfg.amp) else \
-        torch.autocast("cpu", enabled=False)
+    amp = autocast(device, cfg.amp)
     use_bar = main and (progress if progress is not None else sys.stderr.isatty())
     local = dist.shard(cfg.batch_size)  # this rank's rows of each global batch
+    gap = model.head_type == "gap"
+    dead_streak = torch.zeros((), device=device, dtype=torch.long)  # counts across epochs
     stopped_early = None
     while epoch < cfg.epochs and not sched.stop:
         model.train()
         perm = _epoch_perm(n, cfg.seed, epoch).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
-        dead_streak = torch.zeros((), device=device, dtype=torch.long)
         seen, t0, seen0 = 0, time.time(), 0
         if running is not None:  # resuming inside an epoch: its training accuracy counts all
             loss_sum, correct, seen = running
@@ -430,18 +456,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             f = sched.factor(step)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr * f * g["lr_mult"]
-            with amp:
-                logits = net(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, logits = train_step(net, opt, x, y, amp, cfg.label_smoothing)
             with torch.no_grad():  # running sums stay on the device: no sync per step
-                loss_sum += loss.detach() * len(y)
+                loss_sum += loss * len(y)
                 correct += (logits.argmax(1) == y).sum()
-                # dead: every logit of every image equal (the ReLU before GAP all zero)
-                dead = (logits.detach().float().std(1) == 0).all().long()
-                dead_streak = (dead_streak + 1) * dead
+                if gap:  # a class whose map is zero for every image: the ReLU before GAP died
+                    dead = (logits.float().amax(0) <= 0).any().long()
+                    dead_streak = (dead_streak + 1) * dead
             seen += len(y)
             step += 1
             step_in_epoch += 1
@@ -455,13 +476,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                     raise NonFiniteLoss(f"the loss became non-finite by step {step}; the last "
                                         f"good checkpoint is kept in {out / 'checkpoints'}. Lower "
                                         "--lr or use --recipe modern.")
-                if dist.any_flag(dead_streak.item() >= min(20, spe), device):
+                if dist.any_flag(dead_streak.item() >= DEAD_STEPS, device):
+                    dead_classes = (logits.float().amax(0) <= 0).nonzero().flatten().tolist()
                     raise DeadStartError(
-                        f"dead start: for {dead_streak.item()} steps up to step {step} every "
-                        f"output has been the same for every class (loss pinned at ln {n_cls} "
-                        f"= {math.log(n_cls):.6f}): the ReLU before global average pooling is "
-                        "zero everywhere. Restart with another --seed or with --init kaiming "
-                        "(or --recipe modern).")
+                        f"dead start: for {dead_streak.item()} steps up to step {step} the "
+                        f"class map(s) {dead_classes} have been zero for every image: the ReLU "
+                        "before global average pooling died there and gets no gradient, so "
+                        "those classes can never be predicted (with all maps dead the loss sits "
+                        f"at ln {n_cls} = {math.log(n_cls):.4f}). Restart with another --seed, "
+                        "or with --init kaiming (or --recipe modern).")
         if bar is not None:
             bar.close()
         dt = time.time() - t0
@@ -485,13 +508,6 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         g_loss, g_correct, g_seen = dist.all_sum(loss_sum, correct,
                                                  torch.tensor(seen, device=device))
         train_loss, train_acc = g_loss.item() / g_seen.item(), g_correct.item() / g_seen.item()
-        if step >= 100 and train_loss > math.log(n_cls) - 0.01 and train_acc < 1.5 / n_cls:
-            raise DeadStartError(
-                f"dead start: after {step} steps the training loss is {train_loss:.4f}, pinned "
-                f"at ln {n_cls} = {math.log(n_cls):.4f}, and accuracy {100 * train_acc:.1f}% is "
-                "chance: the class maps no longer depend on the input (the ReLU before global "
-                "average pooling has died). Restart with another --seed, or --init kaiming "
-                "(or --recipe modern).")
         epoch += 1
         step_in_epoch = 0
         record = dict(epoch=epoch, step=step, lr=cfg.lr * sched.factor(step - 1),

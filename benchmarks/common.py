@@ -1,0 +1,62 @@
+"""Shared pieces of the benchmarks: the matmul peak measured in the same run, timing, output.
+Benchmarks print a table and write JSON into results/bench/; they are not tests."""
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+OUT = ROOT / "results" / "bench"
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_peak(device, dtype=None, n=None, seconds=2.0) -> float:
+    """Measured dense matmul throughput in FLOP/s: bf16 on CUDA, fp32 on the CPU."""
+    dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    n = n or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+        if device.type == "cuda" and reps % 10:
+            continue
+        sync(device)
+    sync(device)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+
+
+def environment(device) -> dict:
+    return dict(torch=torch.__version__, python=platform.python_version(), device=str(device),
+                name=torch.cuda.get_device_name(device) if device.type == "cuda" else
+                (platform.processor() or platform.machine()), threads=torch.get_num_threads(),
+                argv=sys.argv)
+
+
+def write(name: str, record: dict) -> Path:
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    print(f"wrote {path.relative_to(ROOT)}")
+    return path
+
+
+def table(rows: list[dict], cols: list[str]):
+    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in cols]
+    print("  ".join(c.rjust(w) for c, w in zip(cols, widths)))
+    for r in rows:
+        print("  ".join(str(r.get(c, "")).rjust(w) for c, w in zip(cols, widths)))

@@ -1,0 +1,82 @@
+"""Training throughput (images/s) and achieved FLOP/s as a share of the matmul peak measured in
+the same run: bf16 on CUDA, fp32 on the CPU. Uses the trainer's own step (resident uint8 data,
+preprocessing and augmentation on the device, channels_last + bf16 + fused SGD on CUDA).
+
+  python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 128 512] [--compile]
+"""
+import argparse
+import time
+
+import torch
+
+from common import environment, matmul_peak, sync, table, write
+
+from nin.models import count_macs, create_model
+from nin.preprocessing import Preprocess, augment
+from nin.training import autocast, compile_or_eager, make_config, make_optimizer, train_step
+
+
+def measure(model_name, recipe, batch, device, steps, warmup, compile_):
+    cfg = make_config(recipe, "cifar10", batch_size=batch)
+    cuda = device.type == "cuda"
+    model = create_model(model_name, init="kaiming").to(device)
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    pre = Preprocess(cfg.preprocess, 3, 32).to(device)
+    opt = make_optimizer(model, cfg, cuda)
+    net = compile_or_eager(model, print) if compile_ else model
+    images = torch.randint(0, 256, (batch * 8, 3, 32, 32), dtype=torch.uint8, device=device)
+    labels = torch.randint(0, 10, (batch * 8,), device=device)
+    gen = torch.Generator(device=device).manual_seed(0)
+    amp = autocast(device)
+
+    def step(i):
+        idx = torch.arange(i % 8 * batch, (i % 8 + 1) * batch, device=device)
+        x = augment(pre(images[idx]), cfg.translate, cfg.flip, gen)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return train_step(net, opt, x, labels[idx], amp, cfg.label_smoothing)
+    for i in range(warmup):
+        step(i)
+    sync(device)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync(device)
+    dt = time.perf_counter() - t0
+    macs = count_macs(model)
+    ips = steps * batch / dt
+    return dict(model=model_name, recipe=recipe, batch=batch, steps=steps, seconds=round(dt, 3),
+                images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
+                achieved_tflops=round(ips * 6 * macs / 1e12, 4))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batch", type=int, nargs="+")
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--compile", action="store_true")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    batches = args.batch or ([128, 256, 512, 1024] if cuda else [64, 128])
+    steps = args.steps or (50 if cuda else 5)
+    peak = matmul_peak(device)
+    rows = []
+    for model, recipe in (("nin_cifar10", "paper"), ("nin_cifar10_bn", "modern")):
+        for b in batches:
+            r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile)
+            r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peak, 4)
+            rows.append(r)
+    dtype = "bf16" if cuda else "fp32"
+    print(f"\n{device} ({environment(device)['name']}): measured {dtype} matmul peak "
+          f"{peak / 1e12:.3f} TFLOP/s; training step = 6 x forward multiply-adds")
+    table(rows, ["model", "recipe", "batch", "images_per_s", "achieved_tflops", "share_of_peak"])
+    write(f"train_throughput_{device.type}", dict(
+        benchmark="train_throughput", matmul_peak_tflops=round(peak / 1e12, 4),
+        matmul_dtype=dtype, compile=args.compile, rows=rows, env=environment(device)))
+
+
+if __name__ == "__main__":
+    main()
