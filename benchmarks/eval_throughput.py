@@ -29,8 +29,7 @@ def main():
     for batch in ([500, 1000, 2000] if cuda else [250, 500]):
         for tta in (False, True):
             model = create_model("nin_cifar10", init="kaiming").to(device)
-            if cuda:
-                model = model.to(memory_format=torch.channels_last)
+            model = model.to(memory_format=torch.channels_last)
             pre = Preprocess("gcn_zca", 3, 32).to(device)
             evaluate(model, pre, ds.take(slice(0, batch)), batch, tta)  # warm-up
             sync(device)

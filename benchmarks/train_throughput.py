@@ -1,6 +1,6 @@
 """Training throughput (images/s) and achieved FLOP/s as a share of the matmul peak measured in
 the same run: bf16 on CUDA, fp32 on the CPU. Uses the trainer's own step (resident uint8 data,
-preprocessing and augmentation on the device, channels_last + bf16 + fused SGD on CUDA).
+preprocessing and augmentation on the device, channels_last; bf16 + fused SGD on CUDA).
 
   python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 128 512] [--compile]
 """
@@ -20,8 +20,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_):
     cfg = make_config(recipe, "cifar10", batch_size=batch)
     cuda = device.type == "cuda"
     model = create_model(model_name, init="kaiming").to(device)
-    if cuda:
-        model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, 3, 32).to(device)
     opt = make_optimizer(model, cfg, cuda)
     net = compile_or_eager(model, print) if compile_ else model
@@ -33,8 +32,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_):
     def step(i):
         idx = torch.arange(i % 8 * batch, (i % 8 + 1) * batch, device=device)
         x = augment(pre(images[idx]), cfg.translate, cfg.flip, gen)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
         return train_step(net, opt, x, labels[idx], amp, cfg.label_smoothing)
     for i in range(warmup):
         step(i)
@@ -60,7 +58,7 @@ def main():
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-    batches = args.batch or ([128, 256, 512, 1024] if cuda else [64, 128])
+    batches = args.batch or ([128, 256, 512, 1024] if cuda else [32, 64, 128])
     steps = args.steps or (50 if cuda else 5)
     peak = matmul_peak(device)
     rows = []

@@ -137,3 +137,12 @@ def test_predict_with_a_cifar_checkpoint(tmp_path, capsys):
 def fakedata_classes():
     from nin.data import CIFAR10_CLASSES
     return CIFAR10_CLASSES
+
+
+def test_readme_tables_match_results():
+    """README's results and benchmark tables are generated from results/: never hand-edited."""
+    from pathlib import Path
+
+    from nin.report import update_readme
+    assert update_readme(Path(__file__).resolve().parents[1], check=True), \
+        "README.md is stale: run python scripts/results_table.py"

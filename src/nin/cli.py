@@ -78,6 +78,35 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true")
 
+    p = sub.add_parser("maps", help="draw the class confidence maps over images (paper §4.7)")
+    p.add_argument("images", nargs="*", help="PNG/JPEG files")
+    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
+    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    p.add_argument("--dataset", help="draw test images of this dataset by --index instead")
+    p.add_argument("--index", type=int, nargs="+", default=[0])
+    p.add_argument("--split", default="test")
+    p.add_argument("--topk", type=int, help="only the k strongest maps (default: all)")
+    p.add_argument("--grid", action="store_true", help="one figure, a row per image (§4.7)")
+    p.add_argument("--threshold", type=float, default=0.5, help="localization: share of the "
+                                                                   "top map's maximum")
+    p.add_argument("--out", default="maps")
+    _add_data_dir(p)
+
+    p = sub.add_parser("plot", help="training curves of runs, overlaid, as a PNG")
+    p.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
+    p.add_argument("--out", default="curves.png")
+
+    p = sub.add_parser("report", help="one Markdown page from results/: tables, curves, maps")
+    p.add_argument("--root", default=".", help="the project folder holding results/")
+    p.add_argument("--out", default="results/report")
+    p.add_argument("--weights", help="a run folder, or pretrained:NAME, for the maps section")
+    _add_data_dir(p)
+
+    p = sub.add_parser("export", help="export a network with its preprocessing")
+    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
+    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    p.add_argument("--onnx", required=True, help="output .onnx file")
+
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (see nin.sweep)")
     p.add_argument("spec", help="sweep file (JSON: out, base, grid)")
     p.add_argument("--dry-run", action="store_true", help="list the runs, run nothing")
@@ -196,6 +225,63 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_maps(args):
+    import torch
+
+    from .evaluation import load_image
+    from .visualization import draw_grid, draw_maps
+    model, pre, meta = _load(args)
+    classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.dataset:
+        from .data import load_dataset
+        ds = load_dataset(args.dataset, args.split, args.data_dir)
+        bad = [i for i in args.index if not 0 <= i < len(ds)]
+        if bad:
+            raise ValueError(f"--index {bad}: {args.dataset}/{args.split} has {len(ds)} images")
+        items = [(f"{args.dataset}_{args.split}_{i}", ds.images[i], int(ds.labels[i]))
+                 for i in args.index]
+    elif args.images:
+        items = [(Path(p).stem, load_image(p, pre.in_chans, pre.input_size), None)
+                 for p in args.images]
+    else:
+        raise ValueError("give image files, or --dataset with --index")
+    with torch.no_grad():
+        if args.grid:
+            labels = [lab if lab is not None else -1 for _, _, lab in items]
+            g = draw_grid(model, pre, torch.stack([x for _, x, _ in items]), labels, classes,
+                          out / "grid.png")
+            print(f"{g['path']}: {g['n']} images")
+            return 0
+        for name, x, label in items:
+            r = draw_maps(model, pre, x, classes, out / f"{name}_maps.png", args.topk,
+                          title=f"true: {classes[label]}" if label is not None else name,
+                          threshold=args.threshold)
+            print(f"{r['path']}: {classes[r['pred']]} {100 * r['prob']:.1f}%, box {r['box']}")
+    return 0
+
+
+def cmd_plot(args):
+    from .visualization import plot_runs
+    print(plot_runs(args.runs, args.out))
+    return 0
+
+
+def cmd_report(args):
+    from .report import write_report
+    print(write_report(args.root, args.out, args.weights, args.data_dir))
+    return 0
+
+
+def cmd_export(args):
+    from .export import export_onnx
+    model, pre, meta = _load(args)
+    print(f"{export_onnx(model, pre, args.onnx)}: {meta['model']} with {pre.kind} "
+          "preprocessing; input float32 (N, C, H, W) pixels 0-255, output probabilities")
+    return 0
+
+
 def cmd_sweep(args):
     from .sweep import load_spec, run_sweep, write_summary
     spec = load_spec(args.spec)
@@ -233,7 +319,8 @@ def main(argv=None) -> int:
     from .training import DeadStartError, NonFiniteLoss
     args = _parser().parse_args(argv)
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
-           "predict": cmd_predict, "sweep": cmd_sweep, "demo": cmd_demo}[args.cmd]
+           "predict": cmd_predict, "maps": cmd_maps, "plot": cmd_plot, "report": cmd_report,
+           "export": cmd_export, "sweep": cmd_sweep, "demo": cmd_demo}[args.cmd]
     try:
         return cmd(args)
     except (DataError, CheckpointError, ImageError) as e:
@@ -242,7 +329,7 @@ def main(argv=None) -> int:
     except (DeadStartError, NonFiniteLoss) as e:
         print(f"training stopped: {e}", file=sys.stderr)
         return 3
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -65,7 +65,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True              # bf16 autocast on CUDA
     compile: bool = False         # torch.compile the network (eager if compiling fails)
-    channels_last: bool = True    # on CUDA
+    channels_last: bool = True    # NHWC: faster convolutions on CUDA and on the CPU (oneDNN)
     data_dir: str | None = None
     out: str = "runs/nin"
 
@@ -353,7 +353,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 
     model_kwargs = dict(drop_rate=cfg.drop_rate, init=cfg.init)
     model = create_model(cfg.model, num_classes=n_cls, **model_kwargs).to(device)
-    if cuda and cfg.channels_last:
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, *shape[:2]).to(device)
     opt = make_optimizer(model, cfg, cuda)
@@ -451,7 +451,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             x = augment(pre(train_ds.images[idx]), cfg.translate, cfg.flip, data_gen,
                         part=local, total=cfg.batch_size)
             y = train_ds.labels[idx]
-            if cuda and cfg.channels_last:
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             f = sched.factor(step)
             for g in opt.param_groups:

@@ -1,0 +1,194 @@
+"""The results tables (paper beside ours) and the one-page report, built from results/.
+
+Full runs (all training images, the whole test set) fill the paper-beside-ours tables, as
+mean ± std over seeds; shorter runs (subsets, samples) are listed apart.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .sweep import collect, fmt, summarize
+
+START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
+OFFLINE = "not run: dataset not available offline"
+GPU = "not run (needs the GPU)"
+
+# (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
+MAIN = [
+    ("CIFAR-10, no augmentation", "cifar10", False, "10.41", "nin_cifar10", None,
+     "10.36 (PyTorch port of the Caffe recipe)"),
+    ("CIFAR-10, translation + flip", "cifar10", True, "8.81", "nin_cifar10", "nin_cifar10_bn",
+     "7.43 (pytorchcv nin_cifar10)"),
+    ("CIFAR-100, no augmentation", "cifar100", False, "35.68", "nin_cifar100", "nin_cifar100_bn",
+     "28.39 (pytorchcv)"),
+    ("SVHN", "svhn", False, "2.35", "nin_svhn", "nin_svhn_bn", "3.76 (pytorchcv)"),
+    ("MNIST", "mnist", False, "0.47", "nin_mnist", "nin_mnist_bn", "—"),
+]
+ABLATIONS = [
+    ("mlpconv + fully connected", "nin_cifar10_fc", "11.59"),
+    ("mlpconv + fully connected + dropout", "nin_cifar10_fc_dropout", "10.88"),
+    ("mlpconv + GAP (NIN)", "nin_cifar10", "10.41"),
+    ("NIN without dropout between blocks", "nin_cifar10_nodropout", "~14.5"),
+    ("conventional CNN + fully connected", "cnn_cifar10_fc", "17.56"),
+    ("conventional CNN + fully connected + dropout", "cnn_cifar10_fc_dropout", "15.99"),
+    ("conventional CNN + GAP", "cnn_cifar10_gap", "16.46"),
+]
+
+
+def is_full(r: dict) -> bool:
+    c = r["config"]
+    return (r.get("finished") and not c.get("subset") and not c.get("eval_subset")
+            and c["eval_split"] == "test" and c["dataset"] != "mnist-sample")
+
+
+def augmented(row) -> bool:
+    return bool(row["flip"] or row["translate"])
+
+
+def find(rows, dataset, model, recipe, aug):
+    for r in rows:
+        if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe) \
+                and augmented(r) == aug:
+            return fmt(r)
+    return None
+
+
+def tables(results: list[dict], root: Path = Path(".")) -> str:
+    full = summarize([r for r in results if is_full(r)])
+    out = ["Test error, %, mean ± std over seeds where there are several. Every figure of ours "
+           "comes from a run whose result.json and log are in `results/`.", "",
+           "| | paper | ours (paper recipe) | ours (modern) | best published reimplementation |",
+           "|---|---|---|---|---|"]
+    for label, ds, aug, paper, pm, mm, best in MAIN:
+        missing = OFFLINE if ds in ("cifar100", "svhn") else GPU
+        ours_p = find(full, ds, pm, "paper", aug) or missing
+        ours_m = "— (the modern recipe augments)" if mm is None else \
+            (find(full, ds, mm, "modern", True) or missing)
+        out.append(f"| {label} | {paper} | {ours_p} | {ours_m} | {best} |")
+    out += ["", "Ablations on CIFAR-10 (no augmentation, the paper's recipe):", "",
+            "| | paper | ours |", "|---|---|---|"]
+    for label, model, paper in ABLATIONS:
+        out.append(f"| {label} | {paper} | {find(full, 'cifar10', model, 'paper', False) or GPU} |")
+    short = [r for r in results if not is_full(r) and r.get("finished")]
+    out += ["", "Short CPU runs (a subset or the embedded sample and a few epochs: they test the "
+            "pipeline, they are not comparable with the paper):", "",
+            "| run | model | recipe | train images | epochs | test images | test error | "
+            "wall |", "|---|---|---|---|---|---|---|---|"]
+    for r in short:
+        c = r["config"]
+        n_train = c.get("subset") or ("10,000 (sample)" if c["dataset"] == "mnist-sample"
+                                      else "all")
+        folder = Path(r["path"]).parent
+        folder = folder.relative_to(root) if folder.is_relative_to(root) else folder
+        out.append(f"| `{folder}` | {c['model']} | {c['recipe']} | {n_train} | "
+                   f"{r['epochs_run']} | {r['final']['n']:,} | {r['final']['error']:.2f} % | "
+                   f"{r['wall_s']:.0f} s on {r['env']['device']} |")
+    return "\n".join(out)
+
+
+def load_results(root) -> list[dict]:
+    """Every run's result.json under root/results (benchmarks excluded)."""
+    results = [r for r in collect(Path(root) / "results") if "/bench/" not in r["path"]]
+    for r in results:
+        r["path"] = str(Path(r["path"]).resolve())
+    return results
+
+
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def bench_tables(root) -> str:
+    """The benchmark figures in results/bench/*.json, as tables; a missing one says so."""
+    import json
+    bench = Path(root) / "results" / "bench"
+    out = []
+    for dev in ("cuda", "cpu"):
+        for kind, what in (("train", "training"), ("eval", "evaluation")):
+            f = bench / f"{kind}_throughput_{dev}.json"
+            if not f.is_file():
+                out += [f"{what[0].upper() + what[1:]} throughput on {dev}: not measured yet"
+                        + (" (needs the GPU)." if dev == "cuda" else "."), ""]
+                continue
+            d = json.loads(f.read_text())
+            peak = d["matmul_peak_tflops"]
+            env = d["env"]
+            out += [f"{what[0].upper() + what[1:]} throughput on {env['name']} "
+                    f"({env['device']}, {env['threads']} threads), measured matmul peak "
+                    f"{peak:.3f} TFLOP/s "
+                    f"(`{f.relative_to(root)}`):", "",
+                    "| model | batch | images/s | TFLOP/s | share of peak |", "|---|---|---|---|---|"]
+            for r in d["rows"]:
+                name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "")
+                out.append(f"| {name} | {r['batch']} | {r['images_per_s']:,.1f} | "
+                           f"{r['achieved_tflops']:.4f} | {100 * r['share_of_peak']:.0f} % |")
+            out.append("")
+    f = bench / "load_data.json"
+    if f.is_file():
+        rows = json.loads(f.read_text())["rows"]
+        best = {}
+        for r in rows:
+            best[r["dataset"]] = min(best.get(r["dataset"], 1e9), r["seconds"])
+        out += ["Loading a whole dataset (train + test, md5s checked) into uint8 tensors: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in best.items())
+                + f" (best of {len(rows) // max(1, len(best))}, `{f.relative_to(root)}`).", ""]
+    for name, what in (("memory_cuda", "GPU memory per batch size"),
+                       ("time_to_accuracy", "time to 91.19 % CIFAR-10 accuracy")):
+        if not (bench / f"{name}.json").is_file():
+            out += [f"{what[0].upper() + what[1:]}: not measured yet (needs the GPU).", ""]
+    return "\n".join(out).rstrip()
+
+
+def _splice(text: str, start: str, end: str, body: str, where) -> str:
+    if start not in text or end not in text:
+        raise ValueError(f"{where}: no {start} ... {end} markers")
+    head, rest = text.split(start, 1)
+    return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
+
+
+def update_readme(root, check: bool = False) -> bool:
+    """Rewrite README.md's tables between the markers; with check, only say if it is stale."""
+    root = Path(root).resolve()
+    readme = root / "README.md"
+    text = readme.read_text()
+    new = _splice(text, START, END, tables(load_results(root), root), readme)
+    new = _splice(new, BENCH_START, BENCH_END, bench_tables(root), readme)
+    if check:
+        return new == text
+    readme.write_text(new)
+    return True
+
+
+def write_report(root, out, weights=None, data_dir=None, n_maps: int = 10) -> Path:
+    """results/report.md: the tables, every run's curves, sample confidence maps."""
+    from .visualization import plot_runs
+    root, out = Path(root).resolve(), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = load_results(root)
+    lines = ["# nin: results report", "", tables(results, root), ""]
+    runs = [Path(r["path"]).parent for r in results
+            if (Path(r["path"]).parent / "metrics.jsonl").is_file()]
+    if runs:
+        plot_runs(runs, out / "curves.png")
+        lines += ["## Training curves", "", "![training curves](curves.png)", ""]
+    lines += ["## Confidence maps", ""]
+    if weights:
+        import torch
+
+        from .checkpoint import load_checkpoint, load_pretrained
+        from .data import load_dataset
+        from .visualization import draw_grid
+        model, pre, meta = load_pretrained(weights.split(":", 1)[1]) \
+            if weights.startswith("pretrained:") else load_checkpoint(weights)
+        ds = load_dataset(meta.get("config", {}).get("dataset", "cifar10"), "test", data_dir)
+        with torch.no_grad():
+            g = draw_grid(model, pre, ds.images[:n_maps], ds.labels[:n_maps].tolist(),
+                          ds.classes, out / "maps.png")
+        lines += [f"The first {n_maps} test images of {ds.name} with {meta['model']}'s class "
+                  f"maps (true class framed); the true class's map has the highest mean for "
+                  f"{100 * g['true_class_strongest']:.0f} % of them.", "",
+                  "![confidence maps](maps.png)", ""]
+    else:
+        lines += ["Pass `--weights` (a run folder) to include the maps of a trained network.", ""]
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    return path

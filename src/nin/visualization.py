@@ -1,0 +1,158 @@
+"""What the network sees: class confidence maps, weak localization, training curves, a report.
+
+Paper §4.7: each map of the last mlpconv block is a confidence map of its class; GAP averages it
+to the class score. Here the maps are upsampled and laid over the (network-sized) input image.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+
+@torch.no_grad()
+def class_maps(model, pre, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities (N, K), maps (N, K, h, w)) for uint8 images (N, C, H, W), on the CPU."""
+    was = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    maps = model.forward_maps(pre(images.to(device))).float()
+    model.train(was)
+    probs = F.softmax(maps.mean((2, 3)), 1)
+    return probs.cpu(), maps.cpu()
+
+
+def upsample(maps: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(maps, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def localize(model, pre, image: torch.Tensor, threshold: float = 0.5) -> dict:
+    """Weak localization from the top class's map: upsample it to the input, keep the pixels at
+    or above `threshold` x its maximum, and box the largest connected region. Returns the class,
+    its probability, the box (x0, y0, x1, y1) in input pixels (x1, y1 exclusive) and the map."""
+    probs, maps = class_maps(model, pre, image[None])
+    cls = int(probs[0].argmax())
+    m = upsample(maps[:, cls:cls + 1], image.shape[-1])[0, 0].numpy()
+    return dict(cls=cls, prob=float(probs[0, cls]), box=box_from_map(m, threshold), map=m)
+
+
+def box_from_map(m: np.ndarray, threshold: float = 0.5):
+    """Bounding box (x0, y0, x1, y1) of the largest connected region at or above threshold x
+    the map's maximum; None for a map that is zero everywhere."""
+    from scipy import ndimage
+    if m.max() <= 0:
+        return None
+    labels, n = ndimage.label(m >= threshold * m.max())
+    sizes = ndimage.sum(np.ones_like(m), labels, range(1, n + 1))
+    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def _show(ax, image: torch.Tensor):
+    img = image.permute(1, 2, 0).numpy()
+    ax.imshow(img[..., 0] if img.shape[2] == 1 else img, cmap="gray" if img.shape[2] == 1
+              else None, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None = None,
+              title: str = "", threshold: float = 0.5) -> dict:
+    """One PNG: the input with the predicted class and its localization box, then the class
+    maps (all, or the top-k) laid over it on one shared colour scale, strongest first."""
+    probs, maps = class_maps(model, pre, image[None])
+    probs, maps = probs[0], maps[0]
+    order = probs.argsort(descending=True)[:topk or len(classes)].tolist()
+    up = upsample(maps[None], image.shape[-1])[0]
+    loc = localize(model, pre, image, threshold)
+    cols = len(order) + 1
+    fig, axes = plt.subplots(1, cols, figsize=(1.6 * cols, 2.0), dpi=100)
+    _show(axes[0], image)
+    if loc["box"] is not None:
+        x0, y0, x1, y1 = loc["box"]
+        axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
+                                    edgecolor="lime", linewidth=1.5))
+    axes[0].set_title(f"{title}\npred: {classes[order[0]]} {100 * probs[order[0]]:.0f}%".strip(),
+                      fontsize=7)
+    vmax = max(float(up.max()), 1e-12)
+    for ax, k in zip(axes[1:], order):
+        _show(ax, image)
+        ax.imshow(up[k].numpy(), cmap="jet", alpha=0.5, vmin=0, vmax=vmax,
+                  interpolation="bilinear")
+        ax.set_title(f"{classes[k]} {100 * probs[k]:.0f}%\nmean {maps[k].mean():.3f}",
+                     fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return dict(path=str(path), pred=order[0], prob=float(probs[order[0]]), box=loc["box"],
+                map_means=maps.mean((1, 2)).tolist())
+
+
+def draw_grid(model, pre, images: torch.Tensor, labels, classes, path) -> dict:
+    """The paper's figure (§4.7): one row per test image, its input then all class maps, each
+    row on its own colour scale; the true class's column is framed."""
+    probs, maps = class_maps(model, pre, images)
+    up = upsample(maps, images.shape[-1])
+    n, k = len(images), len(classes)
+    fig, axes = plt.subplots(n, k + 1, figsize=(1.1 * (k + 1), 1.15 * n + 0.4), dpi=100,
+                             squeeze=False)
+    for i in range(n):
+        _show(axes[i, 0], images[i])
+        pred = int(probs[i].argmax())
+        axes[i, 0].set_ylabel(f"{classes[labels[i]]}\n→ {classes[pred]}", fontsize=7)
+        vmax = max(float(up[i].max()), 1e-12)
+        for j in range(k):
+            ax = axes[i, j + 1]
+            ax.imshow(up[i, j].numpy(), cmap="jet", vmin=0, vmax=vmax, interpolation="bilinear")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == int(labels[i]):
+                for side in ax.spines.values():
+                    side.set_edgecolor("lime")
+                    side.set_linewidth(2.5)
+            if i == 0:
+                ax.set_title(classes[j], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    true_strongest = float(np.mean([int(maps[i].mean((1, 2)).argmax()) == int(labels[i])
+                                    for i in range(n)]))
+    return dict(path=str(path), n=n, true_class_strongest=true_strongest)
+
+
+def plot_runs(runs, path, labels=None) -> str:
+    """Training curves from runs' metrics.jsonl: train and test error against epoch."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
+    for i, run in enumerate(runs):
+        log = Path(run) / "metrics.jsonl"
+        if not log.is_file():
+            raise FileNotFoundError(f"{log}: no metrics log; give run folders written by "
+                                    "`nin train`")
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = [r for r in rows if not r.get("partial")]
+        name = labels[i] if labels else Path(run).name
+        color = f"C{i % 10}"
+        ax.plot([r["epoch"] for r in rows], [100 * (1 - r["train_acc"]) for r in rows],
+                color=color, linestyle="--", linewidth=1, label=f"{name} train")
+        test = [r for r in rows if "test_error" in r]
+        ax.plot([r["epoch"] for r in test], [r["test_error"] for r in test], color=color,
+                linewidth=1.6, marker="o" if len(test) < 30 else None, markersize=3,
+                label=f"{name} test")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("error (%)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,133 @@
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from nin import checkpoint as ckpt
+from nin.cli import main
+from nin.data import load_dataset
+from nin.export import export_onnx
+from nin.models import create_model
+from nin.preprocessing import Preprocess
+from nin.training import make_config, train
+from nin.visualization import box_from_map, class_maps, localize
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """nin_mnist briefly trained on the embedded sample (so its maps mean something)."""
+    out = tmp_path_factory.mktemp("vis") / "run"
+    cfg = make_config("modern", "mnist-sample", subset=2560, eval_subset=500, batch_size=64,
+                      lr=0.1, warmup_epochs=0.2, epochs=1, out=str(out))
+    train(cfg, log=lambda *_: None, progress=False)
+    return out
+
+
+def test_maps_by_dataset_index(run, tmp_path, capsys):
+    assert main(["maps", "--weights", str(run), "--dataset", "mnist-sample", "--index", "0",
+                 "7", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for i in (0, 7):
+        png = tmp_path / f"mnist-sample_test_{i}_maps.png"
+        assert Image.open(png).size == (1760, 200)  # input + 10 maps, 1.6 in x 100 dpi each
+    assert "box (" in out
+
+
+def test_top_map_is_the_prediction(run):
+    model, pre, _ = ckpt.load_checkpoint(run)
+    ds = load_dataset("mnist-sample", "test")
+    probs, maps = class_maps(model, pre, ds.images[:50])
+    assert maps.shape == (50, 10, 7, 7)
+    assert torch.equal(maps.mean((2, 3)).argmax(1), probs.argmax(1))
+    assert (probs.argmax(1) == ds.labels[:50]).float().mean() > 0.6  # it learned something
+
+
+def test_topk_and_user_images(run, tmp_path, capsys):
+    img = tmp_path / "digit.png"
+    Image.fromarray(load_dataset("mnist-sample", "test").images[3, 0].numpy()).resize(
+        (200, 200)).convert("RGBA").save(img)
+    assert main(["maps", str(img), "--weights", str(run), "--topk", "3", "--out",
+                 str(tmp_path / "m")]) == 0
+    assert Image.open(tmp_path / "m/digit_maps.png").size == (640, 200)
+
+
+def test_grid_like_the_paper(run, tmp_path, capsys):
+    assert main(["maps", "--weights", str(run), "--dataset", "mnist-sample", "--index",
+                 *map(str, range(6)), "--grid", "--out", str(tmp_path)]) == 0
+    w, h = Image.open(tmp_path / "grid.png").size
+    assert (w, h) == (1210, 730)
+
+
+def test_box_from_map_takes_the_largest_region():
+    m = np.zeros((32, 32))
+    m[2:5, 2:5] = 1.0          # small, strongest blob
+    m[10:30, 12:20] = 0.8      # large blob
+    assert box_from_map(m, 0.5) == (12, 10, 20, 30)
+    assert box_from_map(m, 0.9) == (2, 2, 5, 5)
+    assert box_from_map(np.zeros((4, 4))) is None
+
+
+def test_localize_returns_a_box_inside_the_image(run):
+    model, pre, _ = ckpt.load_checkpoint(run)
+    x = load_dataset("mnist-sample", "test").images[0]
+    loc = localize(model, pre, x)
+    x0, y0, x1, y1 = loc["box"]
+    assert 0 <= x0 < x1 <= 28 and 0 <= y0 < y1 <= 28
+    assert loc["map"].shape == (28, 28)
+    assert loc["map"][y0:y1, x0:x1].max() == loc["map"].max()
+
+
+def test_maps_refuse_fc_models_and_bad_index(tmp_path, run, capsys):
+    m = create_model("nin_cifar10_fc")
+    pre = Preprocess("scale", 3, 32)
+    ckpt.save_checkpoint(tmp_path / "fc", 1, m, pre, dict(config={}))
+    assert main(["maps", "--weights", str(tmp_path / "fc"), "--dataset", "mnist-sample",
+                 "--out", str(tmp_path)]) == 2
+    assert main(["maps", "--weights", str(run), "--dataset", "mnist-sample", "--index", "5000",
+                 "--out", str(tmp_path)]) == 2
+    assert "has 2000 images" in capsys.readouterr().err
+
+
+def test_plot_and_report(run, tmp_path, capsys):
+    assert main(["plot", str(run), str(run), "--out", str(tmp_path / "c.png")]) == 0
+    assert Image.open(tmp_path / "c.png").size == (700, 420)
+    root = tmp_path / "proj"
+    (root / "results/x").mkdir(parents=True)
+    for f in ("result.json", "metrics.jsonl"):
+        (root / "results/x" / f).write_text((run / f).read_text())
+    assert main(["report", "--root", str(root), "--out", str(root / "results/report"),
+                 "--weights", str(run)]) == 0
+    md = (root / "results/report/report.md").read_text()
+    assert "| CIFAR-10, no augmentation | 10.41 |" in md and "results/x" in md
+    assert (root / "results/report/curves.png").is_file()
+    assert Image.open(root / "results/report/maps.png").size[0] == 1210
+
+
+def test_onnx_export_matches_pytorch(run, tmp_path, capsys):
+    assert main(["export", "--weights", str(run), "--onnx", str(tmp_path / "m.onnx")]) == 0
+    model, pre, _ = ckpt.load_checkpoint(run)
+    x = load_dataset("mnist-sample", "test").images[:64]
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = sess.run(None, {"image": x.float().numpy()})[0]
+    with torch.no_grad():
+        want = torch.softmax(model(pre(x)), 1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.realdata
+def test_onnx_gcn_zca_matches_pytorch_on_real_cifar10(real_data_dir, tmp_path):
+    train_ds = load_dataset("cifar10", "train", real_data_dir)
+    test_ds = load_dataset("cifar10", "test", real_data_dir)
+    torch.manual_seed(0)
+    model = create_model("nin_cifar10", init="kaiming").eval()
+    pre = Preprocess("gcn_zca", 3, 32).fit(train_ds.images[:3000])
+    export_onnx(model, pre, tmp_path / "c10.onnx")
+    x = test_ds.images[:200]
+    got = ort.InferenceSession(str(tmp_path / "c10.onnx")).run(None, {"image": x.float().numpy()})[0]
+    with torch.no_grad():
+        want = torch.softmax(model(pre(x)), 1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert json.dumps(got.argmax(1).tolist()) == json.dumps(want.argmax(1).tolist())
