@@ -64,6 +64,8 @@ def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict
     """Write checkpoint `step` into folder; returns the sidecar's path. `state` holds the
     tensors needed to resume (optimizer, RNG); meta must be JSON-serialisable."""
     folder = Path(folder)
+    for stale in folder.glob(".step-*.tmp"):  # left by a writer killed mid-write
+        stale.unlink(missing_ok=True)
     stem = f"step-{step:08d}"
     weights = folder / f"{stem}.safetensors"
     atomic_write(weights, save({**_tensors(model, "model"), **_tensors(preprocess, "preprocess")}))
@@ -89,11 +91,23 @@ def read_sidecar(path: Path, check: tuple = ("weights",)) -> dict:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint sidecar ({e})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a nin checkpoint sidecar (format "
-                              f"{meta.get('format')!r}, expected {FORMAT!r})")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: not a nin checkpoint sidecar (format {found!r}, "
+                              f"expected {FORMAT!r})")
+    files = meta.get("files")
+    ok = (isinstance(files, dict) and all(
+        isinstance(v, dict) and isinstance(v.get("name"), str) and isinstance(v.get("sha256"), str)
+        and Path(v["name"]).name == v["name"] for v in files.values())
+        and isinstance(meta.get("model"), str) and isinstance(meta.get("num_classes"), int)
+        and isinstance(meta.get("preprocess"), dict)
+        and isinstance(meta.get("model_kwargs", {}), dict))
+    if not ok:
+        raise CheckpointError(f"{path}: a malformed checkpoint sidecar (its files, model, "
+                              "num_classes or preprocess entries are missing or of the wrong "
+                              "type); use another checkpoint")
     for key in check:
-        entry = meta["files"].get(key)
+        entry = files.get(key)
         if entry is None:
             raise CheckpointError(f"{path}: the checkpoint has no {key} file")
         f = path.parent / entry["name"]
@@ -107,11 +121,26 @@ def read_sidecar(path: Path, check: tuple = ("weights",)) -> dict:
 
 def latest_checkpoint(folder) -> Path | None:
     """The newest complete sidecar in a run folder or its checkpoints/ subfolder."""
+    found = checkpoints(folder)
+    return found[-1] if found else None
+
+
+def checkpoints(folder) -> list[Path]:
     folder = Path(folder)
     if (folder / "checkpoints").is_dir():
         folder = folder / "checkpoints"
-    found = sorted(folder.glob("step-*.json"))
-    return found[-1] if found else None
+    return sorted(folder.glob("step-*.json"))
+
+
+def latest_valid(folder, check=("weights", "state"), log=print):
+    """(sidecar, meta) of the newest checkpoint whose files match their hashes; a damaged newer
+    one is reported and skipped. (None, None) when there is none."""
+    for sidecar in reversed(checkpoints(folder)):
+        try:
+            return sidecar, read_sidecar(sidecar, check)
+        except CheckpointError as e:
+            log(f"skipping a damaged checkpoint: {e}")
+    return None, None
 
 
 def resolve(path) -> Path:
@@ -143,8 +172,11 @@ def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
     except Exception as e:
         raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
     if model is None:
-        model = create_model(meta["model"], num_classes=meta["num_classes"],
-                             **meta.get("model_kwargs", {}))
+        try:
+            model = create_model(meta["model"], num_classes=meta["num_classes"],
+                                 **meta.get("model_kwargs", {}))
+        except (ValueError, TypeError) as e:
+            raise CheckpointError(f"{sidecar}: cannot build its model ({e})") from None
     elif model.num_classes != meta["num_classes"]:
         raise CheckpointError(f"{f}: weights for {meta['num_classes']} classes, model has "
                               f"{model.num_classes}")
@@ -153,8 +185,11 @@ def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
     except RuntimeError as e:
         raise CheckpointError(f"{f}: holds weights of {meta['model']} that do not fit "
                               f"{getattr(model, 'name', 'this model')}: {str(e)[:300]}") from None
-    pre = Preprocess(**meta["preprocess"])
-    pre.load_state_dict(_split(tensors, "preprocess"))
+    try:
+        pre = Preprocess(**meta["preprocess"])
+        pre.load_state_dict(_split(tensors, "preprocess"))
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise CheckpointError(f"{f}: its preprocessing does not load ({str(e)[:300]})") from None
     return model, pre
 
 

@@ -323,6 +323,7 @@ def _read_members(name: str, root: Path, where: str, members, wanted, verify: bo
         folder = _ARCHIVE_FOLDER[where]
         try:
             with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
+                _refuse_escapes(tar, path)
                 for m in wanted:
                     try:
                         member = tar.getmember(f"{folder}/{m}")
@@ -340,6 +341,20 @@ def _read_members(name: str, root: Path, where: str, members, wanted, verify: bo
             _check_md5(name, f"{where}/{m}", path, raw)
         out[m] = raw
     return out
+
+
+def _refuse_escapes(tar: tarfile.TarFile, path: Path):
+    """An official archive holds one folder of plain files. One whose entries are absolute, climb
+    out with '..', or are links or devices is not one, and could write outside the data folder
+    if anyone extracted it: refused whole."""
+    for m in tar.getmembers():
+        parts = Path(m.name).parts
+        if m.name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
+            raise DataError(f"{path}: archive entry {m.name!r} points outside its folder; "
+                            "refused (not an official archive). Delete it and download again.")
+        if not (m.isfile() or m.isdir()):
+            raise DataError(f"{path}: archive entry {m.name!r} is a link or device, which the "
+                            "official archive never holds; refused. Delete it and download again.")
 
 
 def _missing_message(name: str, root: Path) -> str:

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -62,6 +63,7 @@ class TrainConfig:
     eval_subset: int | None = None
     max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
     eval_every: int = 1           # epochs between test evaluations (and checkpoints)
+    ckpt_every: int | None = None  # also checkpoint every N steps inside epochs (long epochs)
     device: str = "auto"
     amp: bool = True              # bf16 autocast on CUDA
     compile: bool = False         # torch.compile the network (eager if compiling fails)
@@ -210,8 +212,9 @@ def _epoch_perm(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def check_writable(out: Path):
-    """Fail before training, not an hour in, when the output folder cannot be written."""
+def check_writable(out: Path, need_bytes: int = 0):
+    """Fail before training, not an hour in, when the output folder cannot be written or has
+    too little room for the checkpoints the run will keep."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -220,6 +223,20 @@ def check_writable(out: Path):
     except OSError as e:
         raise OSError(f"{out}: cannot write the run's output there ({e.strerror}); choose another "
                       "folder with --out") from None
+    free = shutil.disk_usage(out).free
+    if free < need_bytes:
+        raise OSError(f"{out}: {free / 2**20:,.0f} MiB free, but the run's checkpoints need about "
+                      f"{need_bytes / 2**20:,.0f} MiB; free some space or choose another --out")
+
+
+def _checkpoint_bytes(cfg: TrainConfig) -> int:
+    """Room for the checkpoints kept at once, plus one being written: weights, momentum and the
+    preprocessing (a ZCA matrix is d x d floats)."""
+    arch = ARCHS[model_info(cfg.model)["dataset"]]
+    params = count_params(create_model(cfg.model, num_classes=num_classes(cfg.dataset)))
+    d = arch["in_chans"] * arch["input_size"] ** 2
+    pre = 4 * (d * d + d) if cfg.preprocess == "gcn_zca" else 4096
+    return (ckpt.KEEP + 1) * (8 * params + pre + 65536)
 
 
 def _truncate_log(path: Path, step: int):
@@ -261,7 +278,7 @@ def compile_or_eager(net, log):
 
 
 def _check_resumable(last: Path, meta: dict, cfg: TrainConfig):
-    free = ("epochs", "max_steps", "out", "device", "compile", "data_dir")
+    free = ("epochs", "max_steps", "out", "device", "compile", "data_dir", "ckpt_every")
     old = {k: v for k, v in meta["config"].items() if k not in free}
     new = {k: v for k, v in cfg.to_dict().items() if k not in free}
     diff = {k: (old.get(k), v) for k, v in new.items()
@@ -327,7 +344,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         log = lambda *a, **k: None  # noqa: E731
     out = Path(cfg.out)
     if main:
-        check_writable(out)
+        check_writable(out, need_bytes=_checkpoint_bytes(cfg))
     device = ddp_device or pick_device(cfg.device)
     cuda = device.type == "cuda"
     if cuda:
@@ -366,11 +383,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     metrics_path = out / "metrics.jsonl"
     history, step, epoch, step_in_epoch, wall = [], 0, 0, 0, 0.0
     running = None  # (loss sum, correct, seen) of an epoch cut short by a checkpoint
-    last = ckpt.latest_checkpoint(out) if resume else None
+    last, meta = ckpt.latest_valid(out, log=log) if resume else (None, None)
     if resume and last is None:
         log(f"--resume: no checkpoint in {out}; starting from scratch")
     if last is not None:
-        meta = ckpt.read_sidecar(last, check=("weights", "state"))
         _check_resumable(last, meta, cfg)
         _, saved_pre = ckpt.load_weights(last, meta, model=model, map_location=device)
         pre.load_state_dict(saved_pre.state_dict())
@@ -471,6 +487,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
                                 acc=f"{correct.item() / seen:.4f}",
                                 img_s=f"{world * (seen - seen0) / (time.time() - t0):.0f}")
+            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step_in_epoch < spe:
+                save(f"every {cfg.ckpt_every} steps", loss_sum, correct, seen)
             if step_in_epoch % 50 == 0 or step_in_epoch == spe:
                 if dist.any_flag(not math.isfinite(loss_sum.item()), device):
                     raise NonFiniteLoss(f"the loss became non-finite by step {step}; the last "
