@@ -28,30 +28,28 @@ def images(n: int, c: int, h: int, w: int, seed: int) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def _tar(root: Path, archive: str, folder: Path):
+def _archive(root: Path, archive: str, folder: Path) -> dict:
+    """Pack the folder into the official archive name and remove the folder."""
     with tarfile.open(root / archive, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
+    for f in folder.iterdir():
+        f.unlink()
+    folder.rmdir()
+    return {archive: _md5(root / archive)}
 
 
-def write_cifar10_binary(root: Path, per_batch: int = 20, archive: bool = False) -> dict:
-    folder = root / "cifar-10-batches-bin"
+def _write_cifar10(root: Path, folder: str, suffix: str, encode, per_batch: int,
+                   archive: str | None) -> dict:
+    """Five training batches and a test batch of `per_batch` images, each encoded by `encode`."""
+    folder = root / folder
     folder.mkdir(parents=True, exist_ok=True)
     sums = {}
-    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for i, name in enumerate(names):
         x, y = images(per_batch, 3, 32, 32, seed=i)
-        rec = np.concatenate([y.astype(np.uint8)[:, None], x.reshape(per_batch, -1)], 1)
-        (folder / name).write_bytes(rec.tobytes())
-        sums[f"cifar-10-batches-bin/{name}"] = _md5(folder / name)
-    (folder / "batches.meta.txt").write_text("airplane\nautomobile\nbird\ncat\ndeer\ndog\nfrog\n"
-                                             "horse\nship\ntruck\n")
-    if archive:
-        _tar(root, "cifar-10-binary.tar.gz", folder)
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-        return {"cifar-10-binary.tar.gz": _md5(root / "cifar-10-binary.tar.gz")}
-    return sums
+        (folder / (name + suffix)).write_bytes(encode(x, y))
+        sums[f"{folder.name}/{name}{suffix}"] = _md5(folder / (name + suffix))
+    return _archive(root, archive, folder) if archive else sums
 
 
 def cifar_pickle(x: np.ndarray, labels, label_key: str) -> bytes:
@@ -62,22 +60,19 @@ def cifar_pickle(x: np.ndarray, labels, label_key: str) -> bytes:
     return pickle.dumps(d, protocol=2)
 
 
+def write_cifar10_binary(root: Path, per_batch: int = 20, archive: bool = False) -> dict:
+    """The binary version: records of a label byte and 3,072 pixel bytes."""
+    return _write_cifar10(
+        root, "cifar-10-batches-bin", ".bin",
+        lambda x, y: np.concatenate([y.astype(np.uint8)[:, None], x.reshape(len(x), -1)],
+                                    1).tobytes(),
+        per_batch, "cifar-10-binary.tar.gz" if archive else None)
+
+
 def write_cifar10_python(root: Path, per_batch: int = 20, archive: bool = False) -> dict:
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-    sums = {}
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for i, name in enumerate(names):
-        x, y = images(per_batch, 3, 32, 32, seed=i)
-        (folder / name).write_bytes(cifar_pickle(x, y, "labels"))
-        sums[f"cifar-10-batches-py/{name}"] = _md5(folder / name)
-    if archive:
-        _tar(root, "cifar-10-python.tar.gz", folder)
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-        return {"cifar-10-python.tar.gz": _md5(root / "cifar-10-python.tar.gz")}
-    return sums
+    return _write_cifar10(root, "cifar-10-batches-py", "",
+                          lambda x, y: cifar_pickle(x, y, "labels"), per_batch,
+                          "cifar-10-python.tar.gz" if archive else None)
 
 
 def write_cifar100_python(root: Path, n_train: int = 200, n_test: int = 100,
@@ -92,11 +87,7 @@ def write_cifar100_python(root: Path, n_train: int = 200, n_test: int = 100,
             b"coarse_label_names": [f"super{i}".encode() for i in range(20)]}
     (folder / "meta").write_bytes(pickle.dumps(meta, protocol=2))
     if archive:
-        _tar(root, "cifar-100-python.tar.gz", folder)
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
-        return {"cifar-100-python.tar.gz": _md5(root / "cifar-100-python.tar.gz")}
+        return _archive(root, "cifar-100-python.tar.gz", folder)
     return {f"cifar-100-python/{n}": _md5(folder / n) for n in ("train", "test", "meta")}
 
 

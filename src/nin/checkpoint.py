@@ -48,11 +48,8 @@ def atomic_write(path: Path, data: bytes):
 
 
 def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _tensors(module: torch.nn.Module, prefix: str) -> dict:

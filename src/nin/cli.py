@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="torch.compile the network (falls back to eager if it fails)")
+    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="reduce-overhead captures CUDA graphs")
     p.add_argument("--no-progress", action="store_true")
     _add_data_dir(p)
 
@@ -156,7 +158,8 @@ def cmd_train(args):
     fields = ("epochs", "max_steps", "subset", "eval_subset", "batch_size", "lr",
               "weight_decay", "seed", "translate", "patience", "eval_every", "drop_rate",
               "label_smoothing", "ckpt_every", "schedule", "init", "preprocess", "flip",
-              "tta", "train_split", "eval_split", "device", "data_dir", "model", "compile")
+              "tta", "train_split", "eval_split", "device", "data_dir", "model", "compile",
+              "compile_mode")
     over = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     if args.milestones:
         over["milestones"] = tuple(int(m) for m in args.milestones.split(","))

@@ -67,6 +67,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True              # bf16 autocast on CUDA
     compile: bool = False         # torch.compile the network (eager if compiling fails)
+    compile_mode: str = "default"  # or "reduce-overhead" (CUDA graphs), "max-autotune"
     channels_last: bool = True    # NHWC: faster convolutions on CUDA and on the CPU (oneDNN)
     data_dir: str | None = None
     out: str = "runs/nin"
@@ -254,11 +255,11 @@ def _append_log(path: Path, record: dict):
 
 
 # ---------------------------------------------------------------- the loop
-def compile_or_eager(net, log):
+def compile_or_eager(net, log, mode: str = "default"):
     """torch.compile the network; if compiling fails (no compiler, unsupported backend), the
     first call falls back to eager mode with a message instead of failing the run."""
     try:
-        compiled = torch.compile(net)
+        compiled = torch.compile(net) if mode == "default" else torch.compile(net, mode=mode)
     except Exception as e:  # noqa: BLE001 - any failure means: run eager
         log(f"torch.compile unavailable ({type(e).__name__}: {e}); running eager")
         return net
@@ -278,7 +279,8 @@ def compile_or_eager(net, log):
 
 
 def _check_resumable(last: Path, meta: dict, cfg: TrainConfig):
-    free = ("epochs", "max_steps", "out", "device", "compile", "data_dir", "ckpt_every")
+    free = ("epochs", "max_steps", "out", "device", "compile", "compile_mode", "data_dir",
+            "ckpt_every")
     old = {k: v for k, v in meta["config"].items() if k not in free}
     new = {k: v for k, v in cfg.to_dict().items() if k not in free}
     diff = {k: (old.get(k), v) for k, v in new.items()
@@ -413,7 +415,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if world > 1:
         net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
     if cfg.compile:
-        net = compile_or_eager(net, log)
+        net = compile_or_eager(net, log, cfg.compile_mode)
     env = dict(environment(device), world_size=world)
     log(f"{cfg.model} ({count_params(model):,} params) on {cfg.dataset}/{cfg.train_split} "
         f"({n:,} images), recipe {cfg.recipe}, {device}" + (f" x {world} ranks" if world > 1
