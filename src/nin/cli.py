@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
                       ("eval-subset", int), ("batch-size", int), ("lr", float),
                       ("weight-decay", float), ("seed", int), ("translate", int),
                       ("patience", int), ("eval-every", int), ("drop-rate", float),
-                      ("label-smoothing", float), ("ckpt-every", int)):
+                      ("label-smoothing", float), ("ckpt-every", int),
+                      ("warmup-epochs", float)):
         p.add_argument(f"--{flag}", type=typ)
     p.add_argument("--milestones", help="comma-separated epochs where lr /= 10 (sets "
                                         "--schedule step)")
@@ -157,9 +158,9 @@ def cmd_train(args):
     from .training import config_from_json, make_config, train
     fields = ("epochs", "max_steps", "subset", "eval_subset", "batch_size", "lr",
               "weight_decay", "seed", "translate", "patience", "eval_every", "drop_rate",
-              "label_smoothing", "ckpt_every", "schedule", "init", "preprocess", "flip",
-              "tta", "train_split", "eval_split", "device", "data_dir", "model", "compile",
-              "compile_mode")
+              "label_smoothing", "ckpt_every", "warmup_epochs", "schedule", "init",
+              "preprocess", "flip", "tta", "train_split", "eval_split", "device", "data_dir",
+              "model", "compile", "compile_mode")
     over = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
     if args.milestones:
         over["milestones"] = tuple(int(m) for m in args.milestones.split(","))

@@ -76,8 +76,8 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
             "wall |", "|---|---|---|---|---|---|---|---|"]
     for r in short:
         c = r["config"]
-        n_train = c.get("subset") or ("10,000 (sample)" if c["dataset"] == "mnist-sample"
-                                      else "all")
+        n_train = f"{c['subset']:,}" if c.get("subset") else \
+            ("10,000 (sample)" if c["dataset"] == "mnist-sample" else "all")
         folder = Path(r["path"]).parent
         folder = folder.relative_to(root) if folder.is_relative_to(root) else folder
         out.append(f"| `{folder}` | {c['model']} | {c['recipe']} | {n_train} | "
