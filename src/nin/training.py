@@ -116,11 +116,12 @@ DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called 
 
 
 class DeadStartError(RuntimeError):
-    """The network's output stopped depending on its input (all class maps zero)."""
+    """A class map of the last layer died (zero for every image, so it gets no gradient); with
+    all of them dead the loss sits at ln(classes)."""
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 # ---------------------------------------------------------------- optimizer and schedule
