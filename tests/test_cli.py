@@ -146,3 +146,20 @@ def test_readme_tables_match_results():
     from nin.report import update_readme
     assert update_readme(Path(__file__).resolve().parents[1], check=True), \
         "README.md is stale: run python scripts/results_table.py"
+
+
+def test_packaged_weights_load_by_name(trained, tmp_path, monkeypatch, capsys):
+    """The path the GPU runs' weights will take: package a run, load it by name, evaluate it."""
+    root, _ = trained
+    monkeypatch.setattr(ckpt, "WEIGHTS_DIR", tmp_path / "weights")
+    side = ckpt.package(root / "run", "nin_mnist", tmp_path / "weights")
+    stated = json.loads(side.read_text())["result"]["final"]["error"]
+    m = create_model("nin_mnist", pretrained=True)
+    want = ckpt.load_checkpoint(root / "run")[0].state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in m.state_dict().items())
+    capsys.readouterr()
+    assert main(["eval", "--weights", "pretrained", "--model", "nin_mnist", "--data-dir",
+                 str(root / "data"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["error"] == pytest.approx(stated, abs=0.05)
+    with pytest.raises(ckpt.CheckpointError, match="not nin_cifar10"):
+        ckpt.package(root / "run", "nin_cifar10", tmp_path / "weights")

@@ -203,6 +203,31 @@ def load_state(sidecar: Path, meta: dict) -> dict:
     return load_file(str(f))
 
 
+def package(run, name: str, out_dir: Path | None = None) -> Path:
+    """Copy a run's final weights (with its preprocessing) into the package's weights folder as
+    NAME.safetensors + NAME.json, keeping the config and the run's final test error, so that
+    create_model(name, pretrained=True) and `nin eval --weights pretrained` find them."""
+    out_dir = Path(out_dir or WEIGHTS_DIR)
+    sidecar = resolve(run)
+    meta = read_sidecar(sidecar)
+    if meta["model"] != name:
+        raise CheckpointError(f"{sidecar}: holds {meta['model']}, not {name}")
+    result_file = sidecar.parent.parent / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    weights = out_dir / f"{name}.safetensors"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(weights, (sidecar.parent / meta["files"]["weights"]["name"]).read_bytes())
+    record = {k: meta[k] for k in ("format", "model", "num_classes", "preprocess", "step",
+                                   "config", "model_kwargs", "classes") if k in meta}
+    record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
+    if result is not None:
+        record["result"] = {k: result[k] for k in ("final", "epochs_run", "wall_s", "env")
+                            if k in result}
+    path = out_dir / f"{name}.json"
+    atomic_write(path, json.dumps(record, indent=1).encode())
+    return path
+
+
 def pretrained_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.json"
 
