@@ -74,7 +74,8 @@ def test_dead_start_is_detected(tmp_path, monkeypatch):
         return m
     monkeypatch.setattr(nin.training, "create_model", dead_model)
     with pytest.raises(DeadStartError,
-                       match=r"dead start: for 100 steps.*\[0, 1, 2.*ln 10 = 2\.30.*--init kaiming"):
+                       match=r"dead start: for 100 steps.*\[0, 1, 2.*ln 10 = 2\.30.*"
+                             r"--init kaiming"):
         train(_cfg(tmp_path, "dead", subset=640, epochs=6, patience=10), log=lambda *_: None,
               progress=False)
 

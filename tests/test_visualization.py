@@ -126,7 +126,8 @@ def test_onnx_gcn_zca_matches_pytorch_on_real_cifar10(real_data_dir, tmp_path):
     pre = Preprocess("gcn_zca", 3, 32).fit(train_ds.images[:3000])
     export_onnx(model, pre, tmp_path / "c10.onnx")
     x = test_ds.images[:200]
-    got = ort.InferenceSession(str(tmp_path / "c10.onnx")).run(None, {"image": x.float().numpy()})[0]
+    sess = ort.InferenceSession(str(tmp_path / "c10.onnx"))
+    got = sess.run(None, {"image": x.float().numpy()})[0]
     with torch.no_grad():
         want = torch.softmax(model(pre(x)), 1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)

@@ -125,8 +125,8 @@ def _register(name, dataset, doc, **kw):
 
 for _ds in ARCHS:
     _register(f"nin_{_ds}", _ds, f"NIN for {_ds}, the paper's network")
-    _register(f"nin_{_ds}_bn", _ds, f"NIN for {_ds} with batch norm after each conv (modern recipe)",
-              bn=True)
+    _register(f"nin_{_ds}_bn", _ds,
+              f"NIN for {_ds} with batch norm after each conv (modern recipe)", bn=True)
 _register("nin_cifar10_caffe", "cifar10", "Caffe Model Zoo NIN: average pooling after block 2",
           pool2="avg")
 _register("nin_cifar10_fc", "cifar10", "ablation (Table 5): mlpconv body, fully connected head",

@@ -116,7 +116,8 @@ def bench_tables(root) -> str:
                     f"({env['device']}, {env['threads']} threads), measured matmul peak "
                     f"{peak:.3f} TFLOP/s "
                     f"(`{f.relative_to(root)}`):", "",
-                    "| model | batch | images/s | TFLOP/s | share of peak |", "|---|---|---|---|---|"]
+                    "| model | batch | images/s | TFLOP/s | share of peak |",
+                    "|---|---|---|---|---|"]
             for r in d["rows"]:
                 name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "")
                 out.append(f"| {name} | {r['batch']} | {r['images_per_s']:,.1f} | "

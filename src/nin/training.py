@@ -521,9 +521,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             g_loss, g_correct, g_seen = dist.all_sum(loss_sum.clone(), correct.clone(),
                                                      torch.tensor(seen, device=device))
             if main:
+                n_seen = g_seen.item()
                 _append_log(metrics_path, dict(epoch=epoch + step_in_epoch / spe, step=step,
-                                               partial=True, train_loss=g_loss.item() / g_seen.item(),
-                                               train_acc=g_correct.item() / g_seen.item()))
+                                               partial=True, train_loss=g_loss.item() / n_seen,
+                                               train_acc=g_correct.item() / n_seen))
             log(f"stopped at step {step}: {stopped_early}; continue with --resume")
             break
         g_loss, g_correct, g_seen = dist.all_sum(loss_sum, correct,
