@@ -167,3 +167,13 @@ def test_loss_of_a_fresh_model_is_near_ln10():
     y = m(torch.randn(64, 3, 32, 32))
     assert y.std(1).min() > 0  # kaiming init: the class maps are alive from the start
     assert math.isfinite(torch.nn.functional.cross_entropy(y, torch.zeros(64).long()).item())
+
+
+def test_resume_when_max_steps_is_already_reached(tmp_path):
+    """Resuming inside an epoch with a max_steps already met stops again, cleanly."""
+    train(_cfg(tmp_path, "m", max_steps=3), log=lambda *_: None, progress=False)
+    r = train(_cfg(tmp_path, "m", max_steps=3), resume=True, log=lambda *_: None,
+              progress=False)
+    assert r["finished"] is False and r["step"] == 3
+    meta = ckpt.read_sidecar(ckpt.latest_checkpoint(tmp_path / "m"), check=("weights", "state"))
+    assert meta["step"] == 3 and meta["step_in_epoch"] == 3

@@ -447,7 +447,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     local = dist.shard(cfg.batch_size)  # this rank's rows of each global batch
     gap = model.head_type == "gap"
     dead_streak = torch.zeros((), device=device, dtype=torch.long)  # counts across epochs
-    stopped_early = None
+    stopped_early, ev = None, None  # ev: the last evaluation, reused for the result
     while epoch < cfg.epochs and not sched.stop:
         model.train()
         perm = _epoch_perm(n, cfg.seed, epoch).to(device)
@@ -510,17 +510,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             bar.close()
         dt = time.time() - t0
         wall += dt
-        if seen == seen0:  # max_steps reached at an epoch boundary
-            stopped_early = f"max_steps {cfg.max_steps} reached"
-            save(stopped_early)
-            log(f"stopped at step {step}: {stopped_early}; continue with --resume")
-            break
-        if step_in_epoch < spe:  # stopped by max_steps inside an epoch
+        if seen == seen0 or step_in_epoch < spe:  # max_steps reached (inside or at an epoch)
             stopped_early = f"max_steps {cfg.max_steps} reached"
             save(stopped_early, loss_sum, correct, seen)
             g_loss, g_correct, g_seen = dist.all_sum(loss_sum.clone(), correct.clone(),
                                                      torch.tensor(seen, device=device))
-            if main:
+            if main and seen > seen0:
                 n_seen = g_seen.item()
                 _append_log(metrics_path, dict(epoch=epoch + step_in_epoch / spe, step=step,
                                                partial=True, train_loss=g_loss.item() / n_seen,
@@ -550,7 +545,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
 
     if stopped_early:
         return dict(config=cfg.to_dict(), finished=False, step=step, history=history)
-    ev = evaluate(model, pre, test_ds, batch_size=512, tta=cfg.tta, amp=cfg.amp)
+    if ev is None:  # the last epoch always evaluates; only a run resumed at its end has none
+        ev = evaluate(model, pre, test_ds, batch_size=512, tta=cfg.tta, amp=cfg.amp)
     result = dict(config=cfg.to_dict(), model_kwargs=model_kwargs, finished=True,
                   params=count_params(model), epochs_run=epoch, steps=step, wall_s=wall,
                   final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
