@@ -384,22 +384,26 @@ def _choose_layout(name: str, root: Path):
 
 
 def _load_part(name: str, part: str, root: Path, verify: bool):
-    """One official part (train, test or extra) as numpy arrays."""
+    """One official part (train, test or extra): images, labels (numpy) and class names."""
     where, members, family = _choose_layout(name, root)
     if family == "cifar-bin":
         files = members[:5] if part == "train" else members[5:]
         raw = _read_members(name, root, where, members, files, verify)
         xs, ys = zip(*(parse_cifar_binary(raw[f], root / where / f, name) for f in files))
-        return np.concatenate(xs), np.concatenate(ys)
+        return np.concatenate(xs), np.concatenate(ys), list(CIFAR10_CLASSES)
     if family == "cifar-py" and name == "cifar10":
         files = members[:5] if part == "train" else members[5:]
         raw = _read_members(name, root, where, members, files, verify)
         xs, ys = zip(*(parse_cifar_pickle(raw[f], root / where / f, b"labels", name)
                        for f in files))
-        return np.concatenate(xs), np.concatenate(ys)
-    if family == "cifar-py":
-        raw = _read_members(name, root, where, members, [part], verify)
-        return parse_cifar_pickle(raw[part], root / where / part, b"fine_labels", name)
+        return np.concatenate(xs), np.concatenate(ys), list(CIFAR10_CLASSES)
+    if family == "cifar-py":  # CIFAR-100: the part and the class names, in one read
+        raw = _read_members(name, root, where, members, [part, "meta"], verify)
+        meta = safe_unpickle(raw["meta"], root / where / "meta")
+        if not isinstance(meta, dict) or b"fine_label_names" not in meta:
+            raise DataError(f"{root / where / 'meta'}: no b'fine_label_names'. " + _fix_hint(name))
+        x, y = parse_cifar_pickle(raw[part], root / where / part, b"fine_labels", name)
+        return x, y, [n.decode() for n in meta[b"fine_label_names"]]
     if family == "idx":
         stem = "train" if part == "train" else "t10k"
         files = [m for m in members if m.startswith(stem)]
@@ -413,21 +417,10 @@ def _load_part(name: str, part: str, root: Path, verify: bool):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
             raise DataError(f"{root / where}: {stem} images {x.shape} and labels {y.shape} do "
                             "not match. " + _fix_hint(name))
-        return x[:, None], y
+        return x[:, None], y, list(DIGITS)
     f = f"{part}_32x32.mat"
     raw = _read_members(name, root, where, members, [f], verify)
-    return parse_svhn_mat(raw[f], root / where / f, name)
-
-
-def _classes(name: str, root: Path, verify: bool) -> list:
-    if name == "cifar10":
-        return list(CIFAR10_CLASSES)
-    if name == "cifar100":
-        where, members, _ = _choose_layout(name, root)
-        meta = safe_unpickle(_read_members(name, root, where, members, ["meta"], verify)["meta"],
-                             root / where / "meta")
-        return [n.decode() for n in meta[b"fine_label_names"]]
-    return list(DIGITS)
+    return (*parse_svhn_mat(raw[f], root / where / f, name), list(DIGITS))
 
 
 def svhn_val_index(train_labels: np.ndarray, extra_labels: np.ndarray):
@@ -450,8 +443,8 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
         raise DataError(f"{name} has no split {split!r}; use one of {', '.join(SPLITS[name])}")
     root = _root_for(name, root)
     if name == "svhn" and split in ("val", "train-val"):
-        xt, yt = _load_part(name, "train", root, verify)
-        xe, ye = _load_part(name, "extra", root, verify)
+        xt, yt, classes = _load_part(name, "train", root, verify)
+        xe, ye, _ = _load_part(name, "extra", root, verify)
         it, ie = svhn_val_index(yt, ye)
         if split == "val":
             x, y = np.concatenate([xt[it], xe[ie]]), np.concatenate([yt[it], ye[ie]])
@@ -460,13 +453,13 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
             ke = np.setdiff1d(np.arange(len(ye)), ie)
             x, y = np.concatenate([xt[kt], xe[ke]]), np.concatenate([yt[kt], ye[ke]])
     elif split in ("val", "train-val"):
-        x, y = _load_part(name, "train", root, verify)
+        x, y, classes = _load_part(name, "train", root, verify)
         x, y = (x[-10000:], y[-10000:]) if split == "val" else (x[:-10000], y[:-10000])
     else:
-        x, y = _load_part(name, split, root, verify)
+        x, y, classes = _load_part(name, split, root, verify)
     images = torch.from_numpy(np.require(x, np.uint8, ["C", "W"]))
     return Dataset(images, torch.from_numpy(np.require(y, np.int64, ["C", "W"])),
-                   _classes(name, root, verify), name, split)
+                   classes, name, split)
 
 
 def num_classes(name: str) -> int:

@@ -73,12 +73,12 @@ def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None =
     probs, maps = probs[0], maps[0]
     order = probs.argsort(descending=True)[:topk or len(classes)].tolist()
     up = upsample(maps[None], image.shape[-1])[0]
-    loc = localize(model, pre, image, threshold)
+    box = box_from_map(up[order[0]].numpy(), threshold)  # as localize(), without a 2nd pass
     cols = len(order) + 1
     fig, axes = plt.subplots(1, cols, figsize=(1.6 * cols, 2.0), dpi=100)
     _show(axes[0], image)
-    if loc["box"] is not None:
-        x0, y0, x1, y1 = loc["box"]
+    if box is not None:
+        x0, y0, x1, y1 = box
         axes[0].add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False,
                                     edgecolor="lime", linewidth=1.5))
     axes[0].set_title(f"{title}\npred: {classes[order[0]]} {100 * probs[order[0]]:.0f}%".strip(),
@@ -93,7 +93,7 @@ def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None =
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
-    return dict(path=str(path), pred=order[0], prob=float(probs[order[0]]), box=loc["box"],
+    return dict(path=str(path), pred=order[0], prob=float(probs[order[0]]), box=box,
                 map_means=maps.mean((1, 2)).tolist())
 
 
