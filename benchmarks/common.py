@@ -1,7 +1,6 @@
 """Shared pieces of the benchmarks: the matmul peak measured in the same run, timing, output.
 Benchmarks print a table and write JSON into results/bench/; they are not tests."""
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -11,6 +10,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 OUT = ROOT / "results" / "bench"
+
+from nin.device import environment  # noqa: E402,F401 - one home for the run facts
+from nin.files import atomic_write  # noqa: E402
 
 
 def sync(device):
@@ -38,19 +40,9 @@ def matmul_peak(device, dtype=None, n=None, seconds=2.0) -> float:
     return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
-def environment(device) -> dict:
-    return dict(torch=torch.__version__, python=platform.python_version(), device=str(device),
-                name=torch.cuda.get_device_name(device) if device.type == "cuda" else
-                (platform.processor() or platform.machine()), threads=torch.get_num_threads(),
-                argv=sys.argv)
-
-
 def write(name: str, record: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
+    path = atomic_write(OUT / f"{name}.json", json.dumps(record, indent=1).encode())
     print(f"wrote {path.relative_to(ROOT)}")
     return path
 

@@ -9,7 +9,7 @@ from common import environment, matmul_peak, sync, table, write
 
 from nin.data import Dataset
 from nin.evaluation import evaluate
-from nin.models import count_macs, create_model
+from nin.models import count_macs, build_model
 from nin.preprocessing import Preprocess
 
 
@@ -28,7 +28,7 @@ def main():
     rows = []
     for batch in ([500, 1000, 2000] if cuda else [250, 500]):
         for tta in (False, True):
-            model = create_model("nin_cifar10", init="kaiming").to(device)
+            model = build_model("nin_cifar10", init="kaiming").to(device)
             model = model.to(memory_format=torch.channels_last)
             pre = Preprocess("gcn_zca", 3, 32).to(device)
             evaluate(model, pre, ds.take(slice(0, batch)), batch, tta)  # warm-up

@@ -7,9 +7,11 @@ import torch
 
 from common import environment, table, write
 
-from nin.models import create_model
+from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.training import autocast, make_config, make_optimizer, train_step
+from nin.device import autocast
+from nin.config import make_config
+from nin.training import make_optimizer, train_step
 
 
 def main():
@@ -21,7 +23,7 @@ def main():
     for name, recipe in (("nin_cifar10", "paper"), ("nin_cifar10_bn", "modern")):
         for batch in (128, 256, 512, 1024, 2048):
             cfg = make_config(recipe, "cifar10", batch_size=batch)
-            model = create_model(name).to(device).to(memory_format=torch.channels_last)
+            model = build_model(name).to(device).to(memory_format=torch.channels_last)
             pre = Preprocess(cfg.preprocess, 3, 32).to(device)
             opt = make_optimizer(model, cfg, True)
             x8 = torch.randint(0, 256, (batch, 3, 32, 32), dtype=torch.uint8, device=device)

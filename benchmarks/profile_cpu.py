@@ -8,9 +8,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from common import environment, table, write
 
-from nin.models import create_model
+from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.training import autocast, compile_or_eager, make_config, make_optimizer, train_step
+from nin.device import autocast
+from nin.config import make_config
+from nin.training import compile_or_eager, make_optimizer, train_step
 
 BATCH, STEPS = 64, 12
 
@@ -18,7 +20,7 @@ BATCH, STEPS = 64, 12
 def setup(channels_last: bool, compiled: bool):
     cfg = make_config("paper", "cifar10", batch_size=BATCH)
     torch.manual_seed(0)
-    model = create_model("nin_cifar10", init="kaiming")
+    model = build_model("nin_cifar10", init="kaiming")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     pre = Preprocess("gcn_zca", 3, 32)

@@ -10,7 +10,8 @@ import torch
 
 from common import environment, table, write
 
-from nin.training import make_config, train
+from nin.config import make_config
+from nin.training import train
 
 TARGET = 8.81  # test error, %
 

@@ -11,15 +11,17 @@ import torch
 
 from common import environment, matmul_peak, sync, table, write
 
-from nin.models import count_macs, create_model
+from nin.models import count_macs, build_model
 from nin.preprocessing import Preprocess, augment
-from nin.training import autocast, compile_or_eager, make_config, make_optimizer, train_step
+from nin.device import autocast
+from nin.config import make_config
+from nin.training import compile_or_eager, make_optimizer, train_step
 
 
 def measure(model_name, recipe, batch, device, steps, warmup, compile_):
     cfg = make_config(recipe, "cifar10", batch_size=batch)
     cuda = device.type == "cuda"
-    model = create_model(model_name, init="kaiming").to(device)
+    model = build_model(model_name, init="kaiming").to(device)
     model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, 3, 32).to(device)
     opt = make_optimizer(model, cfg, cuda)

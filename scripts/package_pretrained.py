@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from nin.checkpoint import package  # noqa: E402
+from nin.hub import package  # noqa: E402
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:

@@ -9,9 +9,10 @@ from PIL import Image
 
 import fakedata
 from nin import checkpoint as ckpt
+from nin import hub
 from nin.cli import main
 from nin.evaluation import ImageError, load_image
-from nin.models import create_model
+from nin.models import build_model
 from nin.preprocessing import Preprocess
 
 
@@ -122,7 +123,7 @@ def test_load_image_resizes_crops_and_applies_exif(tmp_path):
 
 
 def test_predict_with_a_cifar_checkpoint(tmp_path, capsys):
-    m = create_model("nin_cifar10", init="kaiming")
+    m = build_model("nin_cifar10", init="kaiming")
     pre = Preprocess("standardize", 3, 32).fit(torch.randint(0, 255, (64, 3, 32, 32),
                                                              dtype=torch.uint8))
     ckpt.save_checkpoint(tmp_path / "c", 1, m, pre,
@@ -151,10 +152,10 @@ def test_readme_tables_match_results():
 def test_packaged_weights_load_by_name(trained, tmp_path, monkeypatch, capsys):
     """The path the GPU runs' weights will take: package a run, load it by name, evaluate it."""
     root, _ = trained
-    monkeypatch.setattr(ckpt, "WEIGHTS_DIR", tmp_path / "weights")
-    side = ckpt.package(root / "run", "nin_mnist", tmp_path / "weights")
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "weights")
+    side = hub.package(root / "run", "nin_mnist", tmp_path / "weights")
     stated = json.loads(side.read_text())["result"]["final"]["error"]
-    m = create_model("nin_mnist", pretrained=True)
+    m = hub.create_model("nin_mnist", pretrained=True)
     want = ckpt.load_checkpoint(root / "run")[0].state_dict()
     assert all(torch.equal(v, want[k]) for k, v in m.state_dict().items())
     capsys.readouterr()
@@ -162,4 +163,60 @@ def test_packaged_weights_load_by_name(trained, tmp_path, monkeypatch, capsys):
                  str(root / "data"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["error"] == pytest.approx(stated, abs=0.05)
     with pytest.raises(ckpt.CheckpointError, match="not nin_cifar10"):
-        ckpt.package(root / "run", "nin_cifar10", tmp_path / "weights")
+        hub.package(root / "run", "nin_cifar10", tmp_path / "weights")
+
+
+# ---------------------------------------------------------------- the CLI and its boundary
+def test_help_answers_without_importing_torch():
+    code = ("import sys, contextlib, io\nfrom nin.cli import main\n"
+            "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+            "    main(['--help'])\n    main(['train', '--recipe', 'modern', '--help'])\n"
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.stdout.strip() == "False", r.stderr
+
+
+def test_every_config_field_is_a_flag_with_the_recipes_default(capsys):
+    import dataclasses
+
+    from nin.config import TrainConfig, make_config
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "modern", "--dataset", "mnist", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in text, f.name
+    assert "peak learning rate, on the mean loss (default: 0.2)" in text  # modern, not 0.1
+    assert "(default: standardize)" in text and "--no-nesterov" in text
+    assert main(["train", "--recipe", "modern", "--dataset", "mnist", "--momentum", "0.8",
+                 "--no-nesterov", "--bias-lr-mult", "3", "--no-amp", "--no-channels-last",
+                 "--milestones", "2,4", "--print-config"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    want = make_config("modern", "mnist", momentum=0.8, nesterov=False, bias_lr_mult=3.0,
+                       amp=False, channels_last=False, milestones=(2, 4), schedule="step",
+                       out="runs/nin_mnist_bn-modern").to_dict()
+    assert cfg == json.loads(json.dumps(want))
+
+
+def test_nin_errors_are_one_line_and_bugs_keep_their_traceback(monkeypatch, capsys, tmp_path):
+    import nin.cli
+    assert main(["train", "--dataset", "mnist-sample", "--model", "nin_cifar10", "--out",
+                 str(tmp_path / "x"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: nin_cifar10 takes (3, 32, 32) images") and err.count("\n") == 1
+
+    def bug(args):
+        raise RuntimeError("a real bug")
+    monkeypatch.setattr(nin.cli, "cmd_models", bug)
+    with pytest.raises(RuntimeError, match="a real bug"):
+        main(["models"])
+
+
+def test_torch_hub_loads_from_hubconf():
+    from pathlib import Path
+    repo = Path(__file__).resolve().parents[1]
+    names = torch.hub.list(str(repo), source="local")
+    assert "nin_cifar10_bn" in names and "nin_mnist" in names
+    m = torch.hub.load(str(repo), "nin_cifar10_bn", source="local")
+    assert m.name == "nin_cifar10_bn" and m(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ckpt.CheckpointError, match="no pretrained weights for nin_svhn"):
+        torch.hub.load(str(repo), "nin_svhn", source="local", pretrained=True)

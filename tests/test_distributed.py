@@ -7,7 +7,7 @@ import sys
 import torch
 
 from nin import checkpoint as ckpt
-from nin.models import create_model
+from nin.models import build_model
 
 FLAGS = ["train", "--dataset", "mnist-sample", "--model", "nin_mnist", "--subset", "256",
          "--eval-subset", "200", "--batch-size", "32", "--drop-rate", "0", "--translate", "2",
@@ -36,7 +36,7 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
     # the weights moved: the comparison is not between two untouched initialisations
     torch.manual_seed(0)
-    start = create_model("nin_mnist", drop_rate=0.0).state_dict()
+    start = build_model("nin_mnist", drop_rate=0.0).state_dict()
     assert not torch.allclose(start["features.0.0.weight"], a["features.0.0.weight"])
     # only rank 0 wrote: one set of checkpoint files, one log
     assert len(list((tmp_path / "two/checkpoints").glob("*.json"))) == 1

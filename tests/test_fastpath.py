@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nin import checkpoint as ckpt
-from nin.models import create_model
+from nin.models import build_model
 from nin.training import compile_or_eager, make_config, train
 
 
@@ -16,7 +16,7 @@ def test_compiled_step_matches_eager_at_fp32(monkeypatch):
     # Inductor draws dropout masks with its own generator; fallback_random makes it use eager's.
     monkeypatch.setattr(torch._inductor.config, "fallback_random", True, raising=False)
     torch.manual_seed(0)
-    base = create_model("nin_mnist_bn", init="kaiming").to(memory_format=torch.channels_last)
+    base = build_model("nin_mnist_bn", init="kaiming").to(memory_format=torch.channels_last)
     x = torch.randn(32, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (32,))
     grads, losses = [], []
@@ -54,7 +54,7 @@ def test_compiled_training_run_matches_eager_at_fp32(tmp_path, monkeypatch):
     for k, v in runs["eager"].items():
         torch.testing.assert_close(runs["compiled"][k], v, atol=1e-4, rtol=1e-4, msg=k)
     torch.manual_seed(0)
-    start = create_model("nin_mnist", init="kaiming").state_dict()
+    start = build_model("nin_mnist", init="kaiming").state_dict()
     moved = any(not torch.allclose(start[k], v) for k, v in runs["eager"].items())
     assert moved
 

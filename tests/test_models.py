@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import nin
-from nin.models import ARCHS, count_params, create_model, list_models, model_info
+from nin.models import ARCHS, count_params, build_model, list_models, model_info
 from nin.training import make_config, param_groups
 
 PAPER_PARAMS = {"nin_cifar10": 966_986, "nin_cifar100": 984_356, "nin_mnist": 349_674,
@@ -17,7 +17,7 @@ def test_paper_parameter_counts(name, params):
 @pytest.mark.parametrize("name", list_models())
 def test_every_model_runs_and_has_the_right_output(name):
     arch = ARCHS[model_info(name)["dataset"]]
-    m = create_model(name).eval()
+    m = build_model(name).eval()
     x = torch.randn(3, arch["in_chans"], arch["input_size"], arch["input_size"])
     y = m(x)
     assert y.shape == (3, arch["num_classes"])
@@ -37,41 +37,41 @@ def test_list_models_and_unknown_name():
 
 
 def test_confidence_maps_are_what_gap_averages():
-    m = create_model("nin_cifar10").eval()
+    m = build_model("nin_cifar10").eval()
     x = torch.randn(2, 3, 32, 32)
     maps = m.forward_maps(x)
     assert maps.shape == (2, 10, 8, 8)  # 32 -> 16 -> 8 with pooling rounded up
     torch.testing.assert_close(maps.mean((2, 3)), m(x))
-    assert create_model("nin_mnist").forward_maps(torch.randn(1, 1, 28, 28)).shape[-1] == 7
-    with pytest.raises(RuntimeError, match="no class maps"):
-        create_model("nin_cifar10_fc").forward_maps(x)
+    assert build_model("nin_mnist").forward_maps(torch.randn(1, 1, 28, 28)).shape[-1] == 7
+    with pytest.raises(ValueError, match="no class maps"):
+        build_model("nin_cifar10_fc").forward_maps(x)
 
 
 def test_variants_differ_where_the_spec_says():
-    caffe = create_model("nin_cifar10_caffe")
+    caffe = build_model("nin_cifar10_caffe")
     assert isinstance(caffe.features[1], torch.nn.MaxPool2d)
     assert isinstance(caffe.features[4], torch.nn.AvgPool2d)
     assert not any(isinstance(m, torch.nn.Dropout) for m in
-                   create_model("nin_cifar10_nodropout").modules())
-    fc = create_model("nin_cifar10_fc_dropout")
+                   build_model("nin_cifar10_nodropout").modules())
+    fc = build_model("nin_cifar10_fc_dropout")
     assert isinstance(fc.classifier[1], torch.nn.Dropout) and fc.head_type == "fc_dropout"
-    cnn = create_model("cnn_cifar10_gap")
+    cnn = build_model("cnn_cifar10_gap")
     assert sum(isinstance(m, torch.nn.Conv2d) for m in cnn.modules()) == 3
-    assert create_model("nin_cifar10", num_classes=7)(torch.randn(1, 3, 32, 32)).shape == (1, 7)
+    assert build_model("nin_cifar10", num_classes=7)(torch.randn(1, 3, 32, 32)).shape == (1, 7)
 
 
 def test_paper_init_and_cifar100_stds():
     torch.manual_seed(0)
-    w = create_model("nin_cifar10").features[0][0].weight
+    w = build_model("nin_cifar10").features[0][0].weight
     assert abs(w.std().item() - 0.05) < 0.003
-    convs = [m for m in create_model("nin_cifar100").modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [m for m in build_model("nin_cifar100").modules() if isinstance(m, torch.nn.Conv2d)]
     assert abs(convs[0].weight.std().item() - 0.001) < 1e-4
     assert abs(convs[1].weight.std().item() - 0.01) < 1e-3
     assert abs(convs[3].weight.std().item() - 0.05) < 3e-3
 
 
 def test_paper_learning_rate_multipliers():
-    m = create_model("nin_cifar10")
+    m = build_model("nin_cifar10")
     groups = param_groups(m, make_config("paper", "cifar10"))
     by_param = {id(p): (g["lr_mult"], g["weight_decay"]) for g in groups for p in g["params"]}
     last = m.last_layer()
@@ -81,3 +81,19 @@ def test_paper_learning_rate_multipliers():
     assert by_param[id(first.weight)] == (1.0, 1e-4)
     assert by_param[id(first.bias)] == (2.0, 0.0)
     assert sum(len(g["params"]) for g in groups) == len(list(m.parameters()))
+
+
+def test_pooling_windows_start_at_pixel_0_like_cuda_convnet():
+    """3x3/2 pooling without padding, rounded up: on a ramp x[i, j] = 32 i + j the first max
+    window covers rows and columns 0-2, so it holds 32*2 + 2 = 66. pytorchcv's padding=1 gives
+    33 (the window shifted by one pixel) with the same 16x16 output size."""
+    ramp = torch.arange(32 * 32, dtype=torch.float32).view(1, 1, 32, 32)
+    pool = next(m for m in build_model("nin_cifar10").features
+                if isinstance(m, torch.nn.MaxPool2d))
+    out = pool(ramp)
+    assert out.shape[-2:] == (16, 16) and out[0, 0, 0, 0] == 66
+    assert out[0, 0, -1, -1] == 32 * 31 + 31  # the last window is cut at the border
+    assert torch.nn.MaxPool2d(3, 2, padding=1)(ramp)[0, 0, 0, 0] == 33
+    avg = [m for m in build_model("nin_cifar10_caffe").features
+           if isinstance(m, torch.nn.AvgPool2d)][0]
+    assert avg(ramp)[0, 0, 0, 0] == 33  # the mean of rows 0-2 x columns 0-2, no zeros in it

@@ -1,5 +1,6 @@
-"""Tests on the real datasets ($NIN_DATA_DIR: ../shared/data unpacked). They fail when the data
-is missing: CI unpacks it, so a missing file means a broken pipeline, not a reason to skip."""
+"""Tests on the real datasets ($NIN_DATA_DIR: ../shared/data unpacked). Without NIN_DATA_DIR
+they skip with that reason (conftest.py); with it set, missing files fail: CI unpacks the data,
+so a missing file there means a broken pipeline."""
 import pytest
 import torch
 

@@ -4,9 +4,11 @@ import math
 import pytest
 import torch
 
+import nin
 import nin.training
+from nin.errors import ConfigError
 from nin import checkpoint as ckpt
-from nin.models import create_model
+from nin.models import build_model
 from nin.preprocessing import Preprocess
 from nin.training import DeadStartError, Schedule, make_config, train
 
@@ -69,10 +71,10 @@ def test_result_json_and_log(tmp_path):
 
 def test_dead_start_is_detected(tmp_path, monkeypatch):
     def dead_model(name, **kw):
-        m = create_model(name, **kw)
+        m = build_model(name, **kw)
         torch.nn.init.constant_(m.last_layer().bias, -100.0)  # the ReLU before GAP: all zero
         return m
-    monkeypatch.setattr(nin.training, "create_model", dead_model)
+    monkeypatch.setattr(nin.training, "build_model", dead_model)
     with pytest.raises(DeadStartError,
                        match=r"dead start: for 100 steps.*\[0, 1, 2.*ln 10 = 2\.30.*"
                              r"--init kaiming"):
@@ -82,11 +84,11 @@ def test_dead_start_is_detected(tmp_path, monkeypatch):
 
 def test_a_single_dead_class_is_detected(tmp_path, monkeypatch):
     def one_dead(name, **kw):
-        m = create_model(name, **kw)
+        m = build_model(name, **kw)
         with torch.no_grad():
             m.last_layer().bias[3] = -100.0  # class 3's map is zero for every image
         return m
-    monkeypatch.setattr(nin.training, "create_model", one_dead)
+    monkeypatch.setattr(nin.training, "build_model", one_dead)
     with pytest.raises(DeadStartError, match=r"class map\(s\) \[3\]"):
         train(_cfg(tmp_path, "dead3", subset=640, epochs=6, init="kaiming", patience=10, lr=1e-3),
               log=lambda *_: None, progress=False)
@@ -100,7 +102,7 @@ def test_resume_refuses_another_config(tmp_path):
 
 def test_unwritable_output_is_reported_before_training(tmp_path):
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OSError, match="cannot write the run's output"):
+    with pytest.raises(ConfigError, match="cannot write the run's output"):
         train(_cfg(tmp_path, "file/run"), log=lambda *_: None, progress=False)
 
 
@@ -118,7 +120,7 @@ def test_plateau_schedule_drops_twice_then_stops():
 
 # ---------------------------------------------------------------- checkpoints
 def _save(tmp_path, name="nin_mnist"):
-    m = create_model(name)
+    m = build_model(name)
     pre = Preprocess("scale", m.in_chans, m.input_size)
     return ckpt.save_checkpoint(tmp_path, 7, m, pre, dict(config={}, classes=list("0123456789")),
                                 state={"x": torch.zeros(3)}), m
@@ -159,14 +161,20 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 def test_missing_pretrained_weights_say_so():
     with pytest.raises(ckpt.CheckpointError, match="no pretrained weights for nin_svhn"):
-        create_model("nin_svhn", pretrained=True)
+        nin.create_model("nin_svhn", pretrained=True)
 
 
 def test_loss_of_a_fresh_model_is_near_ln10():
-    m = create_model("nin_cifar10", init="kaiming").eval()
-    y = m(torch.randn(64, 3, 32, 32))
-    assert y.std(1).min() > 0  # kaiming init: the class maps are alive from the start
-    assert math.isfinite(torch.nn.functional.cross_entropy(y, torch.zeros(64).long()).item())
+    """The paper's std-0.05 init: outputs near zero, so every class near 1/10 and the loss
+    near ln 10 (why a dead start is hard to tell from a slow one). He init starts far from it,
+    with every class map alive."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    paper = build_model("nin_cifar10").eval()(x)
+    assert abs(torch.nn.functional.cross_entropy(paper, y).item() - math.log(10)) < 0.01
+    kaiming = build_model("nin_cifar10", init="kaiming").eval()(x)
+    assert kaiming.std(1).min() > 0
+    assert torch.nn.functional.cross_entropy(kaiming, y).item() > math.log(10) + 0.5
 
 
 def test_resume_when_max_steps_is_already_reached(tmp_path):

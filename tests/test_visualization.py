@@ -10,7 +10,7 @@ from nin import checkpoint as ckpt
 from nin.cli import main
 from nin.data import load_dataset
 from nin.export import export_onnx
-from nin.models import create_model
+from nin.models import build_model
 from nin.preprocessing import Preprocess
 from nin.training import make_config, train
 from nin.visualization import box_from_map, class_maps, localize
@@ -41,7 +41,10 @@ def test_top_map_is_the_prediction(run):
     ds = load_dataset("mnist-sample", "test")
     probs, maps = class_maps(model, pre, ds.images[:50])
     assert maps.shape == (50, 10, 7, 7)
-    assert torch.equal(maps.mean((2, 3)).argmax(1), probs.argmax(1))
+    with torch.no_grad():  # the network's own forward pass, not the maps' mean
+        logits = model.eval()(pre(ds.images[:50]))
+    assert torch.equal(maps.mean((2, 3)).argmax(1), logits.argmax(1))
+    torch.testing.assert_close(probs, torch.softmax(logits, 1))
     assert (probs.argmax(1) == ds.labels[:50]).float().mean() > 0.6  # it learned something
 
 
@@ -68,6 +71,12 @@ def test_box_from_map_takes_the_largest_region():
     assert box_from_map(m, 0.5) == (12, 10, 20, 30)
     assert box_from_map(m, 0.9) == (2, 2, 5, 5)
     assert box_from_map(np.zeros((4, 4))) is None
+    ring = np.zeros((9, 9))
+    ring[1, 1:8] = ring[7, 1:8] = ring[1:8, 1] = ring[1:8, 7] = 1.0  # 24 pixels, one region
+    ring[4, 4] = 1.0                                                    # 1 pixel, apart
+    assert box_from_map(ring, 0.5) == (1, 1, 8, 8)
+    diagonal = np.eye(5)  # 4-connected: five regions of one pixel, the first is taken
+    assert box_from_map(diagonal, 0.5) == (0, 0, 1, 1)
 
 
 def test_localize_returns_a_box_inside_the_image(run):
@@ -81,7 +90,7 @@ def test_localize_returns_a_box_inside_the_image(run):
 
 
 def test_maps_refuse_fc_models_and_bad_index(tmp_path, run, capsys):
-    m = create_model("nin_cifar10_fc")
+    m = build_model("nin_cifar10_fc")
     pre = Preprocess("scale", 3, 32)
     ckpt.save_checkpoint(tmp_path / "fc", 1, m, pre, dict(config={}))
     assert main(["maps", "--weights", str(tmp_path / "fc"), "--dataset", "mnist-sample",
@@ -122,7 +131,7 @@ def test_onnx_gcn_zca_matches_pytorch_on_real_cifar10(real_data_dir, tmp_path):
     train_ds = load_dataset("cifar10", "train", real_data_dir)
     test_ds = load_dataset("cifar10", "test", real_data_dir)
     torch.manual_seed(0)
-    model = create_model("nin_cifar10", init="kaiming").eval()
+    model = build_model("nin_cifar10", init="kaiming").eval()
     pre = Preprocess("gcn_zca", 3, 32).fit(train_ds.images[:3000])
     export_onnx(model, pre, tmp_path / "c10.onnx")
     x = test_ds.images[:200]

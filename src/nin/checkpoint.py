@@ -7,49 +7,30 @@ A checkpoint `step-00001234` in a run's checkpoints/ folder is three files:
 Each is written to a temporary name and renamed, the sidecar last, so a checkpoint whose sidecar
 exists is complete; the hashes catch a file damaged later. Loading never runs code: safetensors
 holds tensors only and JSON holds plain values.
+
+A registered network is rebuilt from its name; a NIN built directly (model "NIN" in the sidecar)
+from the constructor arguments recorded in the sidecar's `arch`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save
 
-from .models import create_model
+from .errors import CheckpointError
+from .files import atomic_write, file_digest
+from .models import NIN, build_model
 from .preprocessing import Preprocess
 
 FORMAT = "nin-checkpoint-1"
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 KEEP = 2  # checkpoints kept per run; older ones are deleted once a newer one is complete
-
-
-class CheckpointError(Exception):
-    """A missing, damaged or mismatched checkpoint; the message names the file."""
-
-
-def atomic_write(path: Path, data: bytes):
-    """Write to a temporary file in the same folder, fsync, rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint"]
 
 
 def sha256_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return file_digest(path, "sha256")
 
 
 def _tensors(module: torch.nn.Module, prefix: str) -> dict:
@@ -72,8 +53,9 @@ def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict
         atomic_write(sfile, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
         files["state"] = {"name": sfile.name, "sha256": sha256_file(sfile)}
     sidecar = folder / f"{stem}.json"
-    record = dict(format=FORMAT, model=model.name, num_classes=model.num_classes,
-                  preprocess=preprocess.config(), step=step, files=files, **meta)
+    record = dict(format=FORMAT, model=model.name or "NIN", num_classes=model.num_classes,
+                  arch=model.arch, preprocess=preprocess.config(), step=step, files=files,
+                  **meta)
     atomic_write(sidecar, json.dumps(record, indent=1).encode())
     for old in sorted(folder.glob("step-*.json"))[:-KEEP]:
         for f in (old, old.with_suffix(".safetensors"), old.with_suffix(".state.safetensors")):
@@ -169,11 +151,7 @@ def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
     except Exception as e:
         raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
     if model is None:
-        try:
-            model = create_model(meta["model"], num_classes=meta["num_classes"],
-                                 **meta.get("model_kwargs", {}))
-        except (ValueError, TypeError) as e:
-            raise CheckpointError(f"{sidecar}: cannot build its model ({e})") from None
+        model = build_from_sidecar(sidecar, meta)
     elif model.num_classes != meta["num_classes"]:
         raise CheckpointError(f"{f}: weights for {meta['num_classes']} classes, model has "
                               f"{model.num_classes}")
@@ -203,47 +181,53 @@ def load_state(sidecar: Path, meta: dict) -> dict:
     return load_file(str(f))
 
 
-def package(run, name: str, out_dir: Path | None = None) -> Path:
-    """Copy a run's final weights (with its preprocessing) into the package's weights folder as
-    NAME.safetensors + NAME.json, keeping the config and the run's final test error, so that
-    create_model(name, pretrained=True) and `nin eval --weights pretrained` find them."""
-    out_dir = Path(out_dir or WEIGHTS_DIR)
-    sidecar = resolve(run)
-    meta = read_sidecar(sidecar)
-    if meta["model"] != name:
-        raise CheckpointError(f"{sidecar}: holds {meta['model']}, not {name}")
-    result_file = sidecar.parent.parent / "result.json"
-    result = json.loads(result_file.read_text()) if result_file.is_file() else None
-    weights = out_dir / f"{name}.safetensors"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(weights, (sidecar.parent / meta["files"]["weights"]["name"]).read_bytes())
-    record = {k: meta[k] for k in ("format", "model", "num_classes", "preprocess", "step",
-                                   "config", "model_kwargs", "classes") if k in meta}
-    record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
-    if result is not None:
-        record["result"] = {k: result[k] for k in ("final", "epochs_run", "wall_s", "env")
-                            if k in result}
-    path = out_dir / f"{name}.json"
-    atomic_write(path, json.dumps(record, indent=1).encode())
-    return path
+def build_from_sidecar(sidecar: Path, meta: dict) -> NIN:
+    """A fresh network of the checkpoint's architecture (weights not loaded yet): registered
+    names from the registry (so weights that do not fit are refused), a NIN built directly
+    from its recorded constructor arguments."""
+    try:
+        if meta["model"] == "NIN" and isinstance(meta.get("arch"), dict):
+            arch = dict(meta["arch"])
+            arch["blocks"] = [(k, tuple(w)) for k, w in arch["blocks"]]
+            return NIN(**arch)
+        return build_model(meta["model"], num_classes=meta["num_classes"],
+                           **meta.get("model_kwargs", {}))
+    except (ValueError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{sidecar}: cannot build its model ({e})") from None
 
 
-def pretrained_path(name: str) -> Path:
-    return WEIGHTS_DIR / f"{name}.json"
+# ---------------------------------------------------------------- optimizer state
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict, dict]:
+    """The optimizer's whole state: its tensors (keyed opt.GROUP.INDEX.NAME, for safetensors)
+    and the rest as plain values (per-parameter scalars and each group's settings)."""
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for i, g in enumerate(sd["param_groups"]):
+        for j, pid in enumerate(g["params"]):
+            for key, v in sd["state"].get(pid, {}).items():
+                if torch.is_tensor(v):
+                    tensors[f"opt.{i}.{j}.{key}"] = v
+                else:
+                    scalars[f"opt.{i}.{j}.{key}"] = v
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"}
+              for g in sd["param_groups"]]
+    return tensors, dict(scalars=scalars, param_groups=groups)
 
 
-def load_pretrained(name: str, map_location="cpu"):
-    sidecar = pretrained_path(name)
-    if not sidecar.is_file():
-        shipped = sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
-        raise CheckpointError(
-            f"no pretrained weights for {name} in {WEIGHTS_DIR} (shipped: "
-            f"{', '.join(shipped) or 'none yet'}). Train one with `nin train --model {name}` "
-            "and pass its run folder with --weights.")
-    return load_checkpoint(sidecar, map_location)
-
-
-def load_pretrained_into(model, name: str):
-    model2, _, meta = load_pretrained(name)
-    model.load_state_dict(model2.state_dict())
-    return model
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict, plain: dict | None, device):
+    """Restore what optimizer_state saved. Checkpoints from before the optimizer's settings
+    were saved hold only the momentum tensors; the groups' settings then stay as built."""
+    sd = opt.state_dict()
+    plain = plain or {}
+    values = {**plain.get("scalars", {}),
+              **{k: v for k, v in tensors.items() if k.startswith("opt.")}}
+    for i, g in enumerate(sd["param_groups"]):
+        for j, pid in enumerate(g["params"]):
+            prefix = f"opt.{i}.{j}."
+            entry = {k[len(prefix):]: (v.to(device) if torch.is_tensor(v) else v)
+                     for k, v in values.items() if k.startswith(prefix)}
+            if entry:
+                sd["state"][pid] = entry
+    for g, saved in zip(sd["param_groups"], plain.get("param_groups", [])):
+        g.update({k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()})
+    opt.load_state_dict(sd)

@@ -1,12 +1,24 @@
-"""The `nin` command: models, data, train, eval, predict, demo."""
+"""The `nin` command: models, data, train, eval, predict, maps, plot, report, export, sweep, demo.
+
+Building the parser imports no torch (`nin --help` answers at once); each command imports what
+it needs. `nin train`'s flags are made from config.TrainConfig's fields. nin's own errors
+(errors.NinError) print one line and exit with their code; anything else is a bug and keeps its
+traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from . import __version__
+from .config import TrainConfig, config_from_json, make_config
+from .errors import ConfigError, NinError
+from .paper import DATASETS
+
+WEIGHTS_HELP = "a run folder, a checkpoint (.json or .safetensors), or 'pretrained' (with --model)"
 
 
 def _add_data_dir(p):
@@ -14,57 +26,91 @@ def _add_data_dir(p):
                                       "~/.cache/nin/data)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _flag_type(f: dataclasses.Field):
+    """The argparse type of a TrainConfig field (its annotation is a string)."""
+    t = str(f.type)
+    if t == "tuple":
+        return lambda v: tuple(int(m) for m in v.split(",") if m.strip())
+    return {"int": int, "float": float, "int | None": int}.get(t, str)
+
+
+def _resolved_defaults(argv) -> TrainConfig:
+    """The config the recipe and dataset on the command line resolve to, for the help texts."""
+    pre = argparse.ArgumentParser(add_help=False)
+    for flag in ("--recipe", "--dataset", "--model"):
+        pre.add_argument(flag)
+    known, _ = pre.parse_known_args(argv or [])
+    dataset = known.dataset
+    if known.model and not dataset:
+        from .models import model_info  # imports torch; only when --model is given
+        try:
+            dataset = model_info(known.model)["dataset"]
+        except ValueError:
+            dataset = None
+    try:
+        return make_config(known.recipe or "paper", dataset or "cifar10",
+                           model=known.model or None)
+    except ConfigError:
+        return TrainConfig()
+
+
+def add_train_parser(sub, argv):
+    """`nin train`: one flag per TrainConfig field, its help showing the resolved default."""
+    p = sub.add_parser("train", help="train a network (the paper's recipe or the modern one)",
+                       description="Every flag is a TrainConfig field (src/nin/config.py). "
+                       "Defaults shown are those of the --recipe and --dataset given.")
+    defaults = _resolved_defaults(argv)
+    for f in dataclasses.fields(TrainConfig):
+        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        helptext = f"{f.metadata['help']} (default: {shown})"
+        if str(f.type) == "bool":
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                           help=helptext)
+        else:
+            p.add_argument(flag, type=_flag_type(f), default=None, help=helptext,
+                           choices=f.metadata.get("choices"))
+    p.add_argument("--config", help="a JSON file of TrainConfig fields (e.g. a result.json); "
+                                    "flags override it")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's newest valid checkpoint")
+    p.add_argument("--print-config", action="store_true",
+                   help="print the resolved config as JSON and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _parser(argv=None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nin", description="Network In Network (ICLR 2014)")
     ap.add_argument("--version", action="version", version=f"nin {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
+    _add_setup_parsers(sub)
+    add_train_parser(sub, argv)
+    _add_weights_parsers(sub)
+    _add_results_parsers(sub)
+    return ap
 
+
+def _add_weights(p, required=True):
+    p.add_argument("--weights", required=required, help=WEIGHTS_HELP)
+    p.add_argument("--model", help="the shipped network, with --weights pretrained")
+
+
+def _add_setup_parsers(sub):
+    """models, data"""
     p = sub.add_parser("models", help="list the registered networks and their parameter counts")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("data", help="verify or download a dataset")
     p.add_argument("action", choices=["verify", "download"])
-    p.add_argument("dataset", choices=["cifar10", "cifar100", "mnist", "svhn", "mnist-sample"])
+    p.add_argument("dataset", choices=list(DATASETS))
     _add_data_dir(p)
 
-    p = sub.add_parser("train", help="train a network (the paper's recipe or the modern one)")
-    p.add_argument("--model", help="registered model (default: nin_<dataset>, _bn for modern)")
-    p.add_argument("--dataset", help="cifar10, cifar100, mnist, svhn, mnist-sample "
-                                     "(default: the model's, else cifar10)")
-    p.add_argument("--recipe", default="paper", choices=["paper", "modern"])
-    p.add_argument("--config", help="a JSON file of TrainConfig fields (e.g. a result.json)")
-    p.add_argument("--out", help="run folder (default: runs/<model>-<recipe>)")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last "
-                                                         "checkpoint")
-    for flag, typ in (("epochs", int), ("max-steps", int), ("subset", int),
-                      ("eval-subset", int), ("batch-size", int), ("lr", float),
-                      ("weight-decay", float), ("seed", int), ("translate", int),
-                      ("patience", int), ("eval-every", int), ("drop-rate", float),
-                      ("label-smoothing", float), ("ckpt-every", int),
-                      ("warmup-epochs", float)):
-        p.add_argument(f"--{flag}", type=typ)
-    p.add_argument("--milestones", help="comma-separated epochs where lr /= 10 (sets "
-                                        "--schedule step)")
-    p.add_argument("--schedule", choices=["plateau", "step", "onecycle"])
-    p.add_argument("--init", choices=["paper", "kaiming"])
-    p.add_argument("--preprocess", choices=["scale", "standardize", "gcn_zca", "lcn"])
-    p.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None)
-    p.add_argument("--train-split")
-    p.add_argument("--eval-split")
-    p.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the network (falls back to eager if it fails)")
-    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"],
-                   help="reduce-overhead captures CUDA graphs")
-    p.add_argument("--no-progress", action="store_true")
-    _add_data_dir(p)
 
+def _add_weights_parsers(sub):
+    """eval, predict, maps, export: commands that read trained weights"""
     p = sub.add_parser("eval", help="evaluate trained weights on a dataset split")
-    p.add_argument("--weights", required=True, help="a run folder, a checkpoint (.json or "
-                                                    ".safetensors), or 'pretrained'")
-    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    _add_weights(p)
     p.add_argument("--dataset", help="default: the one the weights were trained on")
     p.add_argument("--split", default="test")
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
@@ -75,16 +121,14 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="top-k classes for your own PNG or JPEG images")
     p.add_argument("images", nargs="+")
-    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
-    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    _add_weights(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--tta", action="store_true")
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("maps", help="draw the class confidence maps over images (paper §4.7)")
     p.add_argument("images", nargs="*", help="PNG/JPEG files")
-    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
-    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
+    _add_weights(p)
     p.add_argument("--dataset", help="draw test images of this dataset by --index instead")
     p.add_argument("--index", type=int, nargs="+", default=[0])
     p.add_argument("--split", default="test")
@@ -95,6 +139,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="maps")
     _add_data_dir(p)
 
+    p = sub.add_parser("export", help="export a network with its preprocessing")
+    _add_weights(p)
+    p.add_argument("--onnx", required=True, help="output .onnx file (needs nin[onnx])")
+
+
+def _add_results_parsers(sub):
+    """plot, report, sweep, demo"""
     p = sub.add_parser("plot", help="training curves of runs, overlaid, as a PNG")
     p.add_argument("runs", nargs="+", help="run folders (with metrics.jsonl)")
     p.add_argument("--out", default="curves.png")
@@ -102,13 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="one Markdown page from results/: tables, curves, maps")
     p.add_argument("--root", default=".", help="the project folder holding results/")
     p.add_argument("--out", default="results/report")
-    p.add_argument("--weights", help="a run folder, or pretrained:NAME, for the maps section")
+    _add_weights(p, required=False)
     _add_data_dir(p)
-
-    p = sub.add_parser("export", help="export a network with its preprocessing")
-    p.add_argument("--weights", required=True, help="a run folder, a checkpoint, or 'pretrained'")
-    p.add_argument("--model", default="nin_cifar10", help="with --weights pretrained")
-    p.add_argument("--onnx", required=True, help="output .onnx file")
 
     p = sub.add_parser("sweep", help="run a grid of configs and seeds (see nin.sweep)")
     p.add_argument("spec", help="sweep file (JSON: out, base, grid)")
@@ -120,19 +166,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--no-progress", action="store_true")
-    return ap
 
 
 def _load(args):
-    from .checkpoint import load_checkpoint, load_pretrained
-    if args.weights == "pretrained":
-        return load_pretrained(args.model)
-    return load_checkpoint(args.weights)
+    from .hub import load_weights_arg
+    return load_weights_arg(args.weights, args.model)
 
 
 def cmd_models(args):
-    from .models import count_params, create_model, list_models, model_info
-    rows = [dict(name=n, params=count_params(create_model(n)), dataset=model_info(n)["dataset"],
+    from .models import build_model, count_params, list_models, model_info
+    rows = [dict(name=n, params=count_params(build_model(n)), dataset=model_info(n)["dataset"],
                  description=model_info(n)["doc"]) for n in list_models(args.pattern)]
     if args.json:
         print(json.dumps(rows, indent=1))
@@ -153,29 +196,31 @@ def cmd_data(args):
     return 0 if ok else 1
 
 
-def cmd_train(args):
-    from .models import model_info
-    from .training import config_from_json, make_config, train
-    fields = ("epochs", "max_steps", "subset", "eval_subset", "batch_size", "lr",
-              "weight_decay", "seed", "translate", "patience", "eval_every", "drop_rate",
-              "label_smoothing", "ckpt_every", "warmup_epochs", "schedule", "init",
-              "preprocess", "flip", "tta", "train_split", "eval_split", "device", "data_dir",
-              "model", "compile", "compile_mode")
-    over = {k: getattr(args, k) for k in fields if getattr(args, k, None) is not None}
-    if args.milestones:
-        over["milestones"] = tuple(int(m) for m in args.milestones.split(","))
+def train_config(args) -> TrainConfig:
+    """The run's config: --config or the recipe's defaults, then every flag given."""
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    over = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if "milestones" in over:
         over.setdefault("schedule", "step")
     if args.config:
-        import dataclasses
-        cfg = dataclasses.replace(config_from_json(args.config), **over)
-    else:
-        dataset = args.dataset or (model_info(args.model)["dataset"] if args.model else "cifar10")
-        cfg = make_config(args.recipe, dataset, **over)
-    if args.out:
-        cfg.out = args.out
-    elif not args.config:
+        return dataclasses.replace(config_from_json(args.config), **over)
+    recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", None)
+    if dataset is None and args.model:
+        from .models import model_info
+        dataset = model_info(args.model)["dataset"]
+    cfg = make_config(recipe, dataset or "cifar10", **over)
+    if args.out is None:
         cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
+    return cfg
+
+
+def cmd_train(args):
+    cfg = train_config(args)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
     from . import distributed
+    from .training import train
     try:
         train(cfg, resume=args.resume, progress=False if args.no_progress else None)
     finally:
@@ -188,8 +233,8 @@ def cmd_eval(args):
 
     from .data import load_dataset
     from .evaluation import evaluate
+    from .device import pick_device
     from .models import model_info
-    from .training import pick_device
     model, pre, meta = _load(args)
     dataset = args.dataset or meta.get("config", {}).get("dataset") or \
         model_info(meta["model"])["dataset"]
@@ -243,14 +288,15 @@ def cmd_maps(args):
         ds = load_dataset(args.dataset, args.split, args.data_dir)
         bad = [i for i in args.index if not 0 <= i < len(ds)]
         if bad:
-            raise ValueError(f"--index {bad}: {args.dataset}/{args.split} has {len(ds)} images")
+            raise ConfigError(f"--index {bad}: {args.dataset}/{args.split} has {len(ds)} "
+                              "images")
         items = [(f"{args.dataset}_{args.split}_{i}", ds.images[i], int(ds.labels[i]))
                  for i in args.index]
     elif args.images:
         items = [(Path(p).stem, load_image(p, pre.in_chans, pre.input_size), None)
                  for p in args.images]
     else:
-        raise ValueError("give image files, or --dataset with --index")
+        raise ConfigError("give image files, or --dataset with --index")
     with torch.no_grad():
         if args.grid:
             labels = [lab if lab is not None else -1 for _, _, lab in items]
@@ -274,7 +320,7 @@ def cmd_plot(args):
 
 def cmd_report(args):
     from .report import write_report
-    print(write_report(args.root, args.out, args.weights, args.data_dir))
+    print(write_report(args.root, args.out, args.weights, args.model, args.data_dir))
     return 0
 
 
@@ -300,8 +346,8 @@ def cmd_sweep(args):
 
 
 def cmd_demo(args):
-    from .models import PAPER_ERROR
-    from .training import make_config, train
+    from .paper import PAPER_ERROR
+    from .training import train
     # Small batches suit a CPU and a 10,000-image sample: more steps for the same time.
     cfg = make_config("modern", "mnist-sample", epochs=args.epochs, out=args.out, batch_size=64,
                       lr=0.1, warmup_epochs=0.25)
@@ -317,25 +363,18 @@ def cmd_demo(args):
 
 
 def main(argv=None) -> int:
-    from .checkpoint import CheckpointError
-    from .data import DataError
-    from .evaluation import ImageError
-    from .training import DeadStartError, NonFiniteLoss
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = _parser(argv).parse_args(argv)
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
            "predict": cmd_predict, "maps": cmd_maps, "plot": cmd_plot, "report": cmd_report,
            "export": cmd_export, "sweep": cmd_sweep, "demo": cmd_demo}[args.cmd]
     try:
         return cmd(args)
-    except (DataError, CheckpointError, ImageError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (DeadStartError, NonFiniteLoss) as e:
-        print(f"training stopped: {e}", file=sys.stderr)
-        return 3
-    except (ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except NinError as e:  # the user can fix these: one line, no traceback
+        from .errors import TrainingStopped
+        print(f"{'training stopped' if isinstance(e, TrainingStopped) else 'error'}: {e}",
+              file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted; continue with --resume", file=sys.stderr)
         return 130

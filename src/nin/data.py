@@ -20,11 +20,17 @@ import pickle
 import tarfile
 import urllib.error
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import DataError
+from .files import file_digest
+from .paper import DATASETS as _FACTS
+from .paper import num_classes  # noqa: F401 - data.num_classes, as before
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 
@@ -110,16 +116,8 @@ DOWNLOADS = {
     "svhn": [(f"svhn/{s}_32x32.mat", [f"http://ufldl.stanford.edu/housenumbers/{s}_32x32.mat"])
              for s in ("train", "test", "extra")],
 }
-DATASETS = ("cifar10", "cifar100", "mnist", "svhn", "mnist-sample")
-SPLITS = {"cifar10": ("train", "test", "val", "train-val"),
-          "cifar100": ("train", "test", "val", "train-val"),
-          "mnist": ("train", "test", "val", "train-val"),
-          "mnist-sample": ("train", "test"),
-          "svhn": ("train", "test", "extra", "val", "train-val")}
-
-
-class DataError(Exception):
-    """Missing, corrupt or unsafe data. The message names the file and what to do."""
+DATASETS = tuple(_FACTS)
+SPLITS = {name: facts["splits"] for name, facts in _FACTS.items()}
 
 
 @dataclass
@@ -164,8 +162,7 @@ def md5_bytes(data: bytes) -> str:
 
 
 def md5_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "md5").hexdigest()
+    return file_digest(path, "md5")
 
 
 def _expected_md5(name: str, rel: str) -> str | None:
@@ -188,7 +185,7 @@ def _check_md5(name: str, rel: str, path: Path, data: bytes):
         raise DataError(
             f"{path}: md5 {md5_bytes(data)} but the official file has {want}; it is corrupt, "
             f"truncated or not the official file. Delete it and run `nin data download {name}` "
-            f"(or pass --no-verify to load it anyway).")
+            "(in Python, load_dataset(..., verify=False) loads it anyway).")
 
 
 # ---------------------------------------------------------------- safe unpickling
@@ -281,7 +278,11 @@ def parse_idx(data: bytes, path, name="mnist"):
 
 def parse_svhn_mat(data: bytes, path, name="svhn"):
     """SVHN cropped digits: MATLAB X (32, 32, 3, N) uint8 and y (N, 1) with 10 standing for 0."""
-    import scipy.io
+    try:
+        import scipy.io
+    except ImportError:
+        raise DataError(f"{path}: reading SVHN's MATLAB files needs scipy: "
+                        "pip install 'nin[svhn]'") from None
     try:
         m = scipy.io.loadmat(io.BytesIO(data))
         x, y = m["X"], m["y"]
@@ -298,7 +299,7 @@ def parse_svhn_mat(data: bytes, path, name="svhn"):
 def _gunzip(data: bytes, path, name):
     try:
         return gzip.decompress(data)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
         raise DataError(f"{path}: not a complete gzip file ({e}). " + _fix_hint(name)) from None
 
 
@@ -460,10 +461,6 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
     images = torch.from_numpy(np.require(x, np.uint8, ["C", "W"]))
     return Dataset(images, torch.from_numpy(np.require(y, np.int64, ["C", "W"])),
                    classes, name, split)
-
-
-def num_classes(name: str) -> int:
-    return 100 if name == "cifar100" else 10
 
 
 # ---------------------------------------------------------------- verify and download

@@ -44,10 +44,6 @@ def world() -> int:
     return dist.get_world_size() if active() else 1
 
 
-def is_main() -> bool:
-    return rank() == 0
-
-
 def shard(n: int) -> slice:
     """This rank's contiguous slice of a global batch of n (n divisible by the world size)."""
     w, r = world(), rank()
@@ -87,3 +83,8 @@ def barrier():
 def cleanup():
     if active():
         dist.destroy_process_group()
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun sets it (0 outside torchrun), before init."""
+    return int(os.environ.get("RANK", "0"))

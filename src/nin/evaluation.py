@@ -8,27 +8,26 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed as dist
+from .device import autocast
+from .errors import ImageError
+from .models import eval_mode
 
 
 @torch.no_grad()
 def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta: bool = False,
                    amp: bool = True) -> torch.Tensor:
     """Log-probabilities for uint8 images, in batches; tta averages the image and its mirror."""
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
-    cuda = device.type == "cuda"
     out = []
-    for i in range(0, len(images), batch_size):
-        x = pre(images[i:i + batch_size].to(device)).contiguous(
-            memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU and GPU
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and amp) if cuda else \
-                torch.autocast("cpu", enabled=False):
-            p = F.softmax(model(x).float(), 1)
-            if tta:
-                p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2
-        out.append(p.clamp_min(1e-12).log())
-    model.train(was_training)
+    with eval_mode(model):
+        for i in range(0, len(images), batch_size):
+            x = pre(images[i:i + batch_size].to(device)).contiguous(
+                memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU and GPU
+            with autocast(device, amp):
+                p = F.softmax(model(x).float(), 1)
+                if tta:
+                    p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2
+            out.append(p.clamp_min(1e-12).log())
     return torch.cat(out) if out else torch.zeros(0, model.num_classes, device=device)
 
 
@@ -56,10 +55,6 @@ def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
 
 # ---------------------------------------------------------------- images from disk
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding them
-
-
-class ImageError(ValueError):
-    pass
 
 
 def load_image(path, in_chans: int, size: int) -> torch.Tensor:

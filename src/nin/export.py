@@ -6,10 +6,14 @@ another runtime needs nothing from this package.
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .errors import NinError
+from .files import atomic_write
 
 
 class WithPreprocessing(nn.Module):
@@ -22,13 +26,15 @@ class WithPreprocessing(nn.Module):
 
 
 def export_onnx(model, pre, path, opset: int = 17) -> Path:
-    path = Path(path)
+    try:
+        import onnx  # noqa: F401 - the exporter needs it
+    except ImportError:
+        raise NinError("ONNX export needs the onnx package: pip install 'nin[onnx]'") from None
     full = WithPreprocessing(model.eval(), pre).eval()
     example = torch.zeros(2, pre.in_chans, pre.input_size, pre.input_size)
-    tmp = path.with_name(path.name + ".tmp")
+    buf = io.BytesIO()
     # The TorchScript-based exporter: no extra dependency beyond onnx, dynamic batch size.
-    torch.onnx.export(full, (example,), str(tmp), input_names=["image"],
+    torch.onnx.export(full, (example,), buf, input_names=["image"],
                       output_names=["probs"], dynamic_axes={"image": {0: "n"}, "probs": {0: "n"}},
                       opset_version=opset, dynamo=False)
-    tmp.replace(path)
-    return path
+    return atomic_write(path, buf.getvalue())

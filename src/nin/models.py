@@ -1,32 +1,51 @@
 """Network In Network models and the model registry.
 
 mlpconv = a k×k conv followed by two 1×1 convs ("cccp"), ReLU after each. Three blocks; the first
-two end in 3×3/2 pooling (rounded up, as in cuda-convnet/Caffe) and dropout. The head is global
-average pooling over one map per class. Widths follow ../shared/spec/paper.md.
+two end in 3×3/2 pooling and dropout. The head is global average pooling over one map per class.
+Widths follow ../shared/spec/paper.md.
+
+Pooling follows cuda-convnet and Caffe: no padding, output size rounded up (ceil_mode), so
+32 -> 16 -> 8 and 28 -> 14 -> 7, and the first window covers pixels 0-2. pytorchcv's NIN pads
+by 1 and rounds down: the same sizes, but every window shifted by one pixel (and, for average
+pooling, zeros averaged into the border). tests/test_models.py pins the first pooled value.
+
+Dependencies run one way: this file knows nothing of checkpoints; nin.hub.create_model adds
+pretrained weights on top of build_model.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import math
 
 import torch
 import torch.nn as nn
 
-# Per dataset: (kernel, widths) of each block; the last width of block 3 is the class count.
-ARCHS = {
-    "cifar10": dict(in_chans=3, input_size=32, num_classes=10,
-                    blocks=[(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))]),
-    "cifar100": dict(in_chans=3, input_size=32, num_classes=100,
-                     blocks=[(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))]),
-    "mnist": dict(in_chans=1, input_size=28, num_classes=10,
-                  blocks=[(5, (96, 64, 48)), (5, (128, 96, 48)), (5, (128, 96, None))]),
-    "svhn": dict(in_chans=3, input_size=32, num_classes=10,
-                 blocks=[(5, (128, 96, 64)), (5, (320, 256, 128)), (5, (384, 256, None))]),
+from .errors import ConfigError
+from .paper import DATASETS
+
+# Per dataset: (kernel, widths) of each block; None in block 3 stands for the class count.
+BLOCKS = {
+    "cifar10": [(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))],
+    "cifar100": [(5, (192, 160, 96)), (5, (192, 192, 192)), (3, (192, 192, None))],
+    "mnist": [(5, (96, 64, 48)), (5, (128, 96, 48)), (5, (128, 96, None))],
+    "svhn": [(5, (128, 96, 64)), (5, (320, 256, 128)), (5, (384, 256, None))],
 }
+ARCHS = {ds: dict(in_chans=DATASETS[ds]["in_chans"], input_size=DATASETS[ds]["size"],
+                  num_classes=DATASETS[ds]["classes"], blocks=b) for ds, b in BLOCKS.items()}
 # The conventional CNN of the GAP ablation: the NIN body with each mlpconv cut to its k×k conv.
 CNN_BLOCKS = [(5, (192,)), (5, (192,)), (3, (None,))]
 
-PAPER_ERROR = {"cifar10": 10.41, "cifar100": 35.68, "svhn": 2.35, "mnist": 0.47}
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Run the block with the model in eval mode, then put its train/eval mode back."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
 
 
 class MLPConv(nn.Sequential):
@@ -54,6 +73,11 @@ class NIN(nn.Module):
     def __init__(self, blocks, in_chans=3, num_classes=10, input_size=32, pool2="max",
                  drop_rate=0.5, head="gap", bn=False, init="paper", init_std=0.05):
         super().__init__()
+        # What rebuilds this network from a checkpoint, also when it was built directly.
+        self.arch = dict(blocks=[[k, list(w)] for k, w in blocks], in_chans=in_chans,
+                         num_classes=num_classes, input_size=input_size, pool2=pool2,
+                         drop_rate=drop_rate, head=head, bn=bn, init_std=init_std)
+        self.name = None  # the registry name, set by build_model
         if head not in ("gap", "fc", "fc_dropout"):
             raise ValueError(f"unknown head {head!r}: use gap, fc or fc_dropout")
         self.head_type, self.num_classes, self.init_std = head, num_classes, init_std
@@ -104,7 +128,7 @@ class NIN(nn.Module):
     def forward_maps(self, x: torch.Tensor) -> torch.Tensor:
         """The per-class confidence maps (N, classes, H, W) that GAP averages."""
         if self.classifier is not None:
-            raise RuntimeError(f"a model with a {self.head_type} head has no class maps; "
+            raise ConfigError(f"a model with a {self.head_type} head has no class maps; "
                                "use a GAP model (e.g. nin_cifar10)")
         return self.features(x)
 
@@ -152,13 +176,9 @@ def model_info(name: str) -> dict:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int | None = None, pretrained: bool = False,
-                 **kwargs) -> NIN:
-    """Build a registered network, like timm.create_model.
-
-    kwargs override the architecture's settings (drop_rate, init, bn, head, pool2...).
-    pretrained=True loads the weights shipped in the package (see nin.checkpoint).
-    """
+def build_model(name: str, num_classes: int | None = None, **kwargs) -> NIN:
+    """Build a registered network with fresh weights. kwargs override the architecture's
+    settings (drop_rate, init, bn, head, pool2...). For shipped weights: nin.create_model."""
     info = model_info(name)
     arch = ARCHS[info["dataset"]]
     cfg = dict(blocks=arch["blocks"], in_chans=arch["in_chans"], input_size=arch["input_size"],
@@ -172,9 +192,6 @@ def create_model(name: str, num_classes: int | None = None, pretrained: bool = F
         cfg["num_classes"] = num_classes
     model = NIN(**cfg)
     model.name = name
-    if pretrained:
-        from .checkpoint import load_pretrained_into
-        load_pretrained_into(model, name)
     return model
 
 
@@ -198,12 +215,9 @@ def count_macs(model: nn.Module, in_chans: int | None = None, size: int | None =
             total += m.in_features * m.out_features
     handles = [m.register_forward_hook(hook) for m in model.modules()
                if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was = model.training
-    model.eval()
-    with torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         p = next(model.parameters())
         model(torch.zeros(1, in_chans, size, size, device=p.device, dtype=p.dtype))
-    model.train(was)
     for h in handles:
         h.remove()
     return total

@@ -60,7 +60,6 @@ class Preprocess(nn.Module):
             self.register_buffer("zca_matrix", torch.eye(d))
         elif kind == "lcn":
             self.register_buffer("kernel", _gaussian_kernel(lcn_kernel))
-        self.fitted = kind in ("scale", "lcn")
 
     def config(self) -> dict:
         return dict(kind=self.kind, in_chans=self.in_chans, input_size=self.input_size,
@@ -90,7 +89,6 @@ class Preprocess(nn.Module):
             w = (evecs * (evals + self.zca_bias).rsqrt()) @ evecs.T
             self.zca_mean.copy_(mean.float())
             self.zca_matrix.copy_(w.float())
-        self.fitted = True
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -103,10 +101,6 @@ class Preprocess(nn.Module):
             z = gcn(x).flatten(1) - self.zca_mean
             return (z @ self.zca_matrix).view_as(x)
         return lcn(x / 255, self.kernel)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        super()._load_from_state_dict(*args, **kwargs)
-        self.fitted = True
 
 
 def augment(x: torch.Tensor, translate: int = 0, flip: bool = False,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .paper import PAPER_ERROR as P
 from .sweep import collect, fmt, summarize
 
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
@@ -15,19 +16,20 @@ GPU = "not run (needs the GPU)"
 
 # (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
 MAIN = [
-    ("CIFAR-10, no augmentation", "cifar10", False, "10.41", "nin_cifar10", None,
+    ("CIFAR-10, no augmentation", "cifar10", False, P["cifar10"], "nin_cifar10", None,
      "10.36 (PyTorch port of the Caffe recipe)"),
-    ("CIFAR-10, translation + flip", "cifar10", True, "8.81", "nin_cifar10", "nin_cifar10_bn",
-     "7.43 (pytorchcv nin_cifar10)"),
-    ("CIFAR-100, no augmentation", "cifar100", False, "35.68", "nin_cifar100", "nin_cifar100_bn",
-     "28.39 (pytorchcv)"),
-    ("SVHN", "svhn", False, "2.35", "nin_svhn", "nin_svhn_bn", "3.76 (pytorchcv)"),
-    ("MNIST", "mnist", False, "0.47", "nin_mnist", "nin_mnist_bn", "—"),
+    ("CIFAR-10, translation + flip", "cifar10", True, P["cifar10_aug"], "nin_cifar10",
+     "nin_cifar10_bn", "7.43 (pytorchcv nin_cifar10)"),
+    ("CIFAR-100, no augmentation", "cifar100", False, P["cifar100"], "nin_cifar100",
+     "nin_cifar100_bn", "28.39 (pytorchcv)"),
+    ("SVHN", "svhn", False, P["svhn"], "nin_svhn", "nin_svhn_bn",
+     "3.76 (pytorchcv; a network with the CIFAR-10 widths, not the paper's SVHN network)"),
+    ("MNIST", "mnist", False, P["mnist"], "nin_mnist", "nin_mnist_bn", "—"),
 ]
 ABLATIONS = [
     ("mlpconv + fully connected", "nin_cifar10_fc", "11.59"),
     ("mlpconv + fully connected + dropout", "nin_cifar10_fc_dropout", "10.88"),
-    ("mlpconv + GAP (NIN)", "nin_cifar10", "10.41"),
+    ("mlpconv + GAP (NIN)", "nin_cifar10", P["cifar10"]),
     ("NIN without dropout between blocks", "nin_cifar10_nodropout", "~14.5"),
     ("conventional CNN + fully connected", "cnn_cifar10_fc", "17.56"),
     ("conventional CNN + fully connected + dropout", "cnn_cifar10_fc_dropout", "15.99"),
@@ -159,7 +161,7 @@ def update_readme(root, check: bool = False) -> bool:
     return True
 
 
-def write_report(root, out, weights=None, data_dir=None, n_maps: int = 10) -> Path:
+def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int = 10) -> Path:
     """results/report.md: the tables, every run's curves, sample confidence maps."""
     from .visualization import plot_runs
     root, out = Path(root).resolve(), Path(out)
@@ -175,11 +177,10 @@ def write_report(root, out, weights=None, data_dir=None, n_maps: int = 10) -> Pa
     if weights:
         import torch
 
-        from .checkpoint import load_checkpoint, load_pretrained
         from .data import load_dataset
+        from .hub import load_weights_arg
         from .visualization import draw_grid
-        model, pre, meta = load_pretrained(weights.split(":", 1)[1]) \
-            if weights.startswith("pretrained:") else load_checkpoint(weights)
+        model, pre, meta = load_weights_arg(weights, model)
         ds = load_dataset(meta.get("config", {}).get("dataset", "cifar10"), "test", data_dir)
         with torch.no_grad():
             g = draw_grid(model, pre, ds.images[:n_maps], ds.labels[:n_maps].tolist(),

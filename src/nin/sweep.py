@@ -18,7 +18,7 @@ import os
 import statistics
 from pathlib import Path
 
-from .checkpoint import atomic_write
+from .files import atomic_write
 
 
 def load_spec(path) -> dict:
@@ -45,7 +45,8 @@ def expand(spec: dict) -> list[tuple[str, dict]]:
 
 
 def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
-    from .training import make_config, train
+    from .config import make_config
+    from .training import train
     runs = expand(spec)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     mine = runs[rank::world]

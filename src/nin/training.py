@@ -1,21 +1,25 @@
-"""The training engine: the paper's recipe, a modern one, logs, checkpoints and resume.
+"""The training loop, top to bottom: build a run, restore it, train epoch by epoch, finish.
 
-A run is a TrainConfig (a plain dataclass, recorded in every log line's run and in the result) and
-an output folder holding metrics.jsonl, checkpoints/ and result.json. Everything random comes from
-generators seeded by the config and saved in each checkpoint, so a killed run resumed with
---resume ends with the same weights as an uninterrupted one (on the CPU).
+    train(cfg)  =  build_run -> restore (or fit the preprocessing) -> [train_epoch -> end_epoch]*
+                   -> finish
+
+A run is its settings (config.TrainConfig), what was built from them (Run: data, network,
+optimizer, schedule) and what changes as it trains (RunState: counters, history, this epoch's
+running sums). RunState converts to and from a checkpoint's metadata; with the RNG states saved
+beside it, a killed run resumed with --resume ends with the same weights as an uninterrupted one
+(on the CPU). SIGTERM writes a checkpoint and stops with exit code 75 ("resume me"); a second
+`nin train` into a folder where a run is alive is refused.
 """
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import json
 import math
-import platform
 import shutil
-import subprocess
+import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,103 +29,17 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import distributed as dist
-from .data import load_dataset, num_classes
+from .config import TrainConfig, check_resumable, make_config  # noqa: F401 - re-exported
+from .data import load_dataset
+from .device import autocast, environment, pick_device
+from .errors import ConfigError, DeadStartError, NonFiniteLoss, Preempted
 from .evaluation import evaluate
-from .models import ARCHS, count_params, create_model, model_info
+from .models import ARCHS, build_model, count_params, model_info
+from .paper import num_classes
 from .preprocessing import Preprocess, augment
 
-
-@dataclass
-class TrainConfig:
-    model: str = "nin_cifar10"
-    dataset: str = "cifar10"
-    recipe: str = "paper"
-    train_split: str = "train"
-    eval_split: str = "test"
-    epochs: int = 260
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    bias_lr_mult: float = 2.0     # the authors' files: biases at twice the rate
-    last_lr_mult: float = 0.1     # ... and the last 1x1 layer at a tenth
-    init: str = "paper"           # paper: Gaussian std 0.05; kaiming: robust to dead starts
-    drop_rate: float = 0.5
-    schedule: str = "plateau"     # plateau (the paper), step (milestones), onecycle (modern)
-    milestones: tuple = ()        # epochs where lr /= 10, for schedule=step
-    patience: int = 10            # plateau: epochs without a better training accuracy
-    max_drops: int = 2            # plateau: lr /= 10 twice, then stop at the next plateau
-    warmup_epochs: float = 0.0    # onecycle: linear warm-up, then linear decay to zero
-    label_smoothing: float = 0.0
-    preprocess: str = "gcn_zca"
-    translate: int = 0            # augmentation: random shifts of up to this many pixels
-    flip: bool = False            # augmentation: random horizontal flips
-    tta: bool = False             # evaluate with flip test-time augmentation
-    seed: int = 0
-    subset: int | None = None     # train on the first N training images
-    eval_subset: int | None = None
-    max_steps: int | None = None  # stop (with a checkpoint) after this many steps in all
-    eval_every: int = 1           # epochs between test evaluations (and checkpoints)
-    ckpt_every: int | None = None  # also checkpoint every N steps inside epochs (long epochs)
-    device: str = "auto"
-    amp: bool = True              # bf16 autocast on CUDA
-    compile: bool = False         # torch.compile the network (eager if compiling fails)
-    compile_mode: str = "default"  # or "reduce-overhead" (CUDA graphs), "max-autotune"
-    channels_last: bool = True    # NHWC: faster convolutions on CUDA and on the CPU (oneDNN)
-    data_dir: str | None = None
-    out: str = "runs/nin"
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# Recipes: overrides of the defaults above. Dataset-specific settings of the paper follow.
-RECIPES = {
-    "paper": {},
-    # The modern recipe: batch norm variant of the same network, He init, standardized inputs,
-    # flip + translate, label smoothing, nesterov SGD with a one-cycle (warm-up, linear decay)
-    # schedule, no per-layer multipliers, flip TTA. Trades the paper's ~260 epochs for 40.
-    "modern": dict(batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4, bias_lr_mult=1.0,
-                   last_lr_mult=1.0, init="kaiming", drop_rate=0.3, schedule="onecycle",
-                   warmup_epochs=2, label_smoothing=0.1, preprocess="standardize", translate=4,
-                   flip=True, tta=True, epochs=40),
-}
-PAPER_DATASET = {
-    "cifar10": {},
-    "cifar100": dict(lr=0.02, weight_decay=5e-4, last_lr_mult=1.0),
-    "mnist": dict(preprocess="scale"),
-    "svhn": dict(preprocess="lcn", train_split="train-val"),  # train + extra less the val set
-    "mnist-sample": dict(preprocess="scale"),
-}
-
-
-def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) -> TrainConfig:
-    """Defaults <- recipe <- the paper's per-dataset settings <- explicit overrides."""
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
-    base = dataset.replace("-sample", "")
-    kw = dict(dataset=dataset, recipe=recipe, model=f"nin_{base}" + ("_bn" if recipe == "modern"
-                                                                     else ""))
-    kw.update(RECIPES[recipe])
-    if recipe == "paper":
-        kw.update(PAPER_DATASET.get(dataset, {}))
-    elif base == "mnist":
-        kw.update(flip=False, tta=False, translate=2)  # digits are not mirror-symmetric
-    kw.update({k: v for k, v in overrides.items() if v is not None})
-    return TrainConfig(**kw)
-
-
 DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
-
-
-class DeadStartError(RuntimeError):
-    """A class map of the last layer died (zero for every image, so it gets no gradient); with
-    all of them dead the loss sits at ln(classes)."""
-
-
-class NonFiniteLoss(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+SYNC_EVERY = 50   # steps between host syncs (loss check, dead maps, progress)
 
 
 # ---------------------------------------------------------------- optimizer and schedule
@@ -138,6 +56,12 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
             key = (mult, 0.0 if is_bias else cfg.weight_decay)
             groups.setdefault(key, []).append(p)
     return [dict(params=ps, lr_mult=m, weight_decay=wd) for (m, wd), ps in groups.items()]
+
+
+def make_optimizer(model, cfg: TrainConfig, cuda: bool) -> torch.optim.SGD:
+    # fused: one kernel for the whole update on CUDA; the CPU path is the reference one.
+    return torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
+                           nesterov=cfg.nesterov, **({"fused": True} if cuda else {}))
 
 
 class Schedule:
@@ -185,77 +109,18 @@ class Schedule:
         self.drops, self.stop = s["drops"], s["stop"]
 
 
-# ---------------------------------------------------------------- helpers
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+# ---------------------------------------------------------------- one step
+def train_step(net, opt, x, y, amp, label_smoothing: float = 0.0):
+    """One SGD step; returns the (detached) loss and logits, left on the device."""
+    with amp:
+        logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.detach(), logits.detach()
 
 
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment(device: torch.device) -> dict:
-    return dict(torch=torch.__version__, python=platform.python_version(),
-                device=str(device), threads=torch.get_num_threads(),
-                gpu=torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-                cpu=platform.processor() or platform.machine(), git_commit=git_commit(),
-                command=" ".join(sys.argv))
-
-
-def _epoch_perm(n: int, seed: int, epoch: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g)
-
-
-def check_writable(out: Path, need_bytes: int = 0):
-    """Fail before training, not an hour in, when the output folder cannot be written or has
-    too little room for the checkpoints the run will keep."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"{out}: cannot write the run's output there ({e.strerror}); choose another "
-                      "folder with --out") from None
-    free = shutil.disk_usage(out).free
-    if free < need_bytes:
-        raise OSError(f"{out}: {free / 2**20:,.0f} MiB free, but the run's checkpoints need about "
-                      f"{need_bytes / 2**20:,.0f} MiB; free some space or choose another --out")
-
-
-def _checkpoint_bytes(cfg: TrainConfig) -> int:
-    """Room for the checkpoints kept at once, plus one being written: weights, momentum and the
-    preprocessing (a ZCA matrix is d x d floats)."""
-    arch = ARCHS[model_info(cfg.model)["dataset"]]
-    params = count_params(create_model(cfg.model, num_classes=num_classes(cfg.dataset)))
-    d = arch["in_chans"] * arch["input_size"] ** 2
-    pre = 4 * (d * d + d) if cfg.preprocess == "gcn_zca" else 4096
-    return (ckpt.KEEP + 1) * (8 * params + pre + 65536)
-
-
-def _truncate_log(path: Path, step: int):
-    """On resume, drop log lines written after the checkpoint we resume from."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and
-            json.loads(ln).get("step", 0) <= step]
-    ckpt.atomic_write(path, ("\n".join(keep) + "\n").encode() if keep else b"")
-
-
-def _append_log(path: Path, record: dict):
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-# ---------------------------------------------------------------- the loop
 def compile_or_eager(net, log, mode: str = "default"):
     """torch.compile the network; if compiling fails (no compiler, unsupported backend), the
     first call falls back to eager mode with a message instead of failing the run."""
@@ -279,83 +144,87 @@ def compile_or_eager(net, log, mode: str = "default"):
     return call
 
 
-def _check_resumable(last: Path, meta: dict, cfg: TrainConfig):
-    free = ("epochs", "max_steps", "out", "device", "compile", "compile_mode", "data_dir",
-            "ckpt_every")
-    old = {k: v for k, v in meta["config"].items() if k not in free}
-    new = {k: v for k, v in cfg.to_dict().items() if k not in free}
-    diff = {k: (old.get(k), v) for k, v in new.items()
-            if old.get(k) != v and not (isinstance(v, tuple) and list(v) == old.get(k))}
-    if diff:
-        raise ValueError(f"{last}: the checkpoint's config differs from this run's: {diff}. "
-                         "Resume with the same settings (only --epochs, --max-steps, --device "
-                         "may change) or use another --out.")
+# ---------------------------------------------------------------- the run and its state
+@dataclass
+class RunState:
+    """What changes as a run trains. Saved in every checkpoint (meta: plain values; tensors:
+    this epoch's running sums per rank) under the keys checkpoints have always used."""
+    step: int = 0                 # optimizer steps so far
+    epoch: int = 0                # completed epochs
+    step_in_epoch: int = 0        # steps into the current epoch
+    wall_s: float = 0.0           # training seconds so far (evaluation excluded)
+    history: list = field(default_factory=list)  # one record per completed epoch
+    schedule: dict = field(default_factory=dict)  # Schedule.state()
+    loss_sum: torch.Tensor | None = None  # this epoch's running sums, left on the device
+    correct: torch.Tensor | None = None
+    seen: int = 0                 # images this rank trained on this epoch
+    dead_streak: torch.Tensor | None = None  # steps in a row with a dead class map
+
+    def new_epoch(self, device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct = torch.zeros((), device=device, dtype=torch.long)
+        self.seen = 0
+
+    def to_meta(self, seen_per_rank: list[int]) -> dict:
+        return dict(epoch=self.epoch, step_in_epoch=self.step_in_epoch, schedule=self.schedule,
+                    history=self.history, wall_s=self.wall_s, seen_in_epoch=seen_per_rank,
+                    dead_streak=int(self.dead_streak))
+
+    def rank_tensors(self) -> dict:
+        return {"run.loss_sum": self.loss_sum.cpu(), "run.correct": self.correct.cpu()} \
+            if self.step_in_epoch else {}
+
+    @classmethod
+    def from_checkpoint(cls, meta: dict, tensors: dict, rank: int, device) -> "RunState":
+        s = cls(step=meta["step"], epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"],
+                wall_s=meta["wall_s"], history=meta["history"], schedule=meta["schedule"])
+        s.new_epoch(device)
+        if s.step_in_epoch:  # resuming inside an epoch: its training accuracy counts all of it
+            s.loss_sum = tensors[f"run.loss_sum.{rank}"].to(device)
+            s.correct = tensors[f"run.correct.{rank}"].to(device)
+            s.seen = meta["seen_in_epoch"][rank]
+        s.dead_streak = torch.tensor(meta.get("dead_streak", 0), device=device)
+        return s
 
 
-def _load_optimizer(opt, state: dict, device):
-    sd = opt.state_dict()
-    for i, g in enumerate(sd["param_groups"]):
-        for j, pid in enumerate(g["params"]):
-            key = f"opt.{i}.{j}.momentum_buffer"
-            if key in state:
-                sd["state"][pid] = {"momentum_buffer": state[key].to(device)}
-    opt.load_state_dict(sd)
+@dataclass
+class Run:
+    """What a config builds: everything train_epoch needs, and the state it advances."""
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    model: nn.Module              # the network (checkpointed, evaluated)
+    net: object                   # what steps call: the model, DDP-wrapped and/or compiled
+    pre: Preprocess
+    opt: torch.optim.Optimizer
+    sched: Schedule
+    train_ds: object
+    test_ds: object
+    data_gen: torch.Generator     # augmentation draws (the same on every rank)
+    model_kwargs: dict
+    log: object
+    state: RunState = field(default_factory=RunState)
+    env: dict = field(default_factory=dict)
+    last_eval: dict | None = None  # the last evaluation, reused for the result
+    last_epoch_rate: float = 0.0   # images/s of the epoch (the part this process trained)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sched.spe
 
 
-def _optimizer_tensors(opt) -> dict:
-    sd, out = opt.state_dict(), {}
-    for i, g in enumerate(sd["param_groups"]):
-        for j, pid in enumerate(g["params"]):
-            buf = sd["state"].get(pid, {}).get("momentum_buffer")
-            if buf is not None:
-                out[f"opt.{i}.{j}.momentum_buffer"] = buf
-    return out
-
-
-def make_optimizer(model, cfg: TrainConfig, cuda: bool) -> torch.optim.SGD:
-    # fused: one kernel for the whole update on CUDA; the CPU path is the reference one.
-    return torch.optim.SGD(param_groups(model, cfg), lr=cfg.lr, momentum=cfg.momentum,
-                           nesterov=cfg.nesterov, **({"fused": True} if cuda else {}))
-
-
-def train_step(net, opt, x, y, amp, label_smoothing: float = 0.0):
-    """One SGD step; returns the (detached) loss and logits, left on the device."""
-    with amp:
-        logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.detach(), logits.detach()
-
-
-def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA; fp32 elsewhere."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log=print, ddp: bool = True) -> dict:
-    """Train, evaluating and checkpointing every eval_every epochs; returns the result dict
-    (also written to OUT/result.json when the run reaches its end). Under torchrun (and ddp),
-    trains with DistributedDataParallel; rank 0 alone logs and writes."""
-    rank, world, ddp_device = dist.init(cfg.device) if ddp else (0, 1, None)
-    main = rank == 0
-    if not main:
-        log = lambda *a, **k: None  # noqa: E731
-    out = Path(cfg.out)
-    if main:
-        check_writable(out, need_bytes=_checkpoint_bytes(cfg))
-    device = ddp_device or pick_device(cfg.device)
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    if cfg.batch_size % world:
-        raise ValueError(f"batch size {cfg.batch_size} does not split over {world} ranks")
-    torch.manual_seed(cfg.seed + rank)  # dropout differs per rank, as it would per image
-
+# ---------------------------------------------------------------- build and restore
+def load_data(cfg: TrainConfig, device):
+    """The training and evaluation splits, resident on the device as uint8."""
     arch = ARCHS[model_info(cfg.model)["dataset"]]
     train_ds = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir)
     test_ds = load_dataset(cfg.dataset, cfg.eval_split, cfg.data_dir)
@@ -365,203 +234,392 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         test_ds = test_ds.take(slice(0, cfg.eval_subset))
     shape = (arch["in_chans"], arch["input_size"], arch["input_size"])
     if tuple(train_ds.images.shape[1:]) != shape:
-        raise ValueError(f"{cfg.model} takes {shape} images; {cfg.dataset} has "
-                         f"{tuple(train_ds.images.shape[1:])}")
-    # The whole dataset stays resident on the device as uint8; batches are cut from it there.
-    train_ds, test_ds = train_ds.to(device), test_ds.to(device)
-    n_cls, n = num_classes(cfg.dataset), len(train_ds)
+        raise ConfigError(f"{cfg.model} takes {shape} images; {cfg.dataset} has "
+                          f"{tuple(train_ds.images.shape[1:])}")
+    if len(train_ds) < cfg.batch_size:
+        raise ConfigError(f"batch size {cfg.batch_size} is larger than the {len(train_ds)} "
+                          "training images")
+    return train_ds.to(device), test_ds.to(device)
 
+
+def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
+    """Data, network, preprocessing, optimizer and schedule, in the order the RNG expects."""
+    rank, world, ddp_device = dist.init(cfg.device) if ddp else (0, 1, None)
+    device = ddp_device or pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    if cfg.batch_size % world:
+        raise ConfigError(f"batch size {cfg.batch_size} does not split over {world} ranks")
+    torch.manual_seed(cfg.seed + rank)  # dropout differs per rank, as it would per image
+    train_ds, test_ds = load_data(cfg, device)
     model_kwargs = dict(drop_rate=cfg.drop_rate, init=cfg.init)
-    model = create_model(cfg.model, num_classes=n_cls, **model_kwargs).to(device)
+    model = build_model(cfg.model, num_classes=num_classes(cfg.dataset), **model_kwargs)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    pre = Preprocess(cfg.preprocess, *shape[:2]).to(device)
-    opt = make_optimizer(model, cfg, cuda)
-    spe = n // cfg.batch_size  # drop the last partial batch, as cuda-convnet's fixed batches
-    if spe == 0:
-        raise ValueError(f"batch size {cfg.batch_size} is larger than the {n} training images")
-    sched = Schedule(cfg, spe)
-    data_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-
-    metrics_path = out / "metrics.jsonl"
-    history, step, epoch, step_in_epoch, wall = [], 0, 0, 0, 0.0
-    running = None  # (loss sum, correct, seen) of an epoch cut short by a checkpoint
-    last, meta = ckpt.latest_valid(out, log=log) if resume else (None, None)
-    if resume and last is None:
-        log(f"--resume: no checkpoint in {out}; starting from scratch")
-    if last is not None:
-        _check_resumable(last, meta, cfg)
-        _, saved_pre = ckpt.load_weights(last, meta, model=model, map_location=device)
-        pre.load_state_dict(saved_pre.state_dict())
-        state = ckpt.load_state(last, meta)
-        _load_optimizer(opt, state, device)
-        torch.set_rng_state(state.get(f"rng.cpu.{rank}", state["rng.cpu.0"]))
-        if cuda and f"rng.cuda.{rank}" in state:
-            torch.cuda.set_rng_state(state[f"rng.cuda.{rank}"])
-        data_gen.set_state(state["rng.data"].to(data_gen.get_state().device))
-        sched.load(meta["schedule"])
-        step, epoch, step_in_epoch = meta["step"], meta["epoch"], meta["step_in_epoch"]
-        history, wall = meta["history"], meta["wall_s"]
-        if step_in_epoch:
-            running = (state[f"run.loss_sum.{rank}"].to(device),
-                       state[f"run.correct.{rank}"].to(device), meta["seen_in_epoch"][rank])
-        if main:
-            _truncate_log(metrics_path, step)
-        log(f"resumed from {last} (epoch {epoch}, step {step})")
-    else:
-        if main and metrics_path.exists():
-            metrics_path.unlink()
-        pre.fit(train_ds.images)
+    pre = Preprocess(cfg.preprocess, model.in_chans, model.input_size).to(device)
+    opt = make_optimizer(model, cfg, device.type == "cuda")
+    # drop the last partial batch, as cuda-convnet's fixed batches
+    sched = Schedule(cfg, len(train_ds) // cfg.batch_size)
     net = model
     if world > 1:
-        net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                      else None)
     if cfg.compile:
         net = compile_or_eager(net, log, cfg.compile_mode)
-    env = dict(environment(device), world_size=world)
-    log(f"{cfg.model} ({count_params(model):,} params) on {cfg.dataset}/{cfg.train_split} "
-        f"({n:,} images), recipe {cfg.recipe}, {device}" + (f" x {world} ranks" if world > 1
-                                                            else ""))
+    return Run(cfg=cfg, rank=rank, world=world, device=device, model=model, net=net, pre=pre,
+               opt=opt, sched=sched, train_ds=train_ds, test_ds=test_ds,
+               data_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
+               model_kwargs=model_kwargs, log=log,
+               env=dict(environment(device), world_size=world))
 
-    def save(reason: str, loss_sum=None, correct=None, seen=0):
-        # Every rank takes part (its RNG and running sums are gathered); rank 0 writes.
-        mine = {"rng.cpu": torch.get_rng_state()}
-        if cuda:
-            mine["rng.cuda"] = torch.cuda.get_rng_state(device)
-        if step_in_epoch:
-            mine.update({"run.loss_sum": loss_sum.cpu(), "run.correct": correct.cpu(),
-                         "seen": seen})
-        ranks = dist.gather_objects(mine)
-        if main:
-            state = {"rng.data": data_gen.get_state().cpu(), **_optimizer_tensors(opt)}
-            for r, d in enumerate(ranks):
-                state.update({f"{k}.{r}": v for k, v in d.items() if k != "seen"})
-            meta = dict(config=cfg.to_dict(), model_kwargs=model_kwargs, epoch=epoch,
-                        step_in_epoch=step_in_epoch, schedule=sched.state(), history=history,
-                        wall_s=wall, classes=train_ds.classes, reason=reason, env=env,
-                        seen_in_epoch=[d.get("seen", 0) for d in ranks])
-            ckpt.save_checkpoint(out / "checkpoints", step, model, pre, meta, state)
-        dist.barrier()
 
-    amp = autocast(device, cfg.amp)
-    use_bar = main and (progress if progress is not None else sys.stderr.isatty())
+def restore(run: Run, resume: bool) -> bool:
+    """Continue from the newest valid checkpoint (resume) or start fresh: fit the
+    preprocessing on the training split. Returns whether a checkpoint was restored."""
+    run.state.schedule = run.sched.state()
+    run.state.new_epoch(run.device)
+    run.state.dead_streak = torch.zeros((), device=run.device, dtype=torch.long)
+    metrics = run.out / "metrics.jsonl"
+    last, meta = ckpt.latest_valid(run.out, log=run.log) if resume else (None, None)
+    if last is None:
+        if resume:
+            run.log(f"--resume: no checkpoint in {run.out}; starting from scratch")
+        if run.main and metrics.exists():
+            metrics.unlink()
+        run.pre.fit(run.train_ds.images)
+        return False
+    check_resumable(meta["config"], run.cfg, last)
+    _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
+    run.pre.load_state_dict(saved_pre.state_dict())
+    tensors = ckpt.load_state(last, meta)
+    ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), run.device)
+    torch.set_rng_state(tensors.get(f"rng.cpu.{run.rank}", tensors["rng.cpu.0"]))
+    if run.device.type == "cuda" and f"rng.cuda.{run.rank}" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.cuda.{run.rank}"])
+    run.data_gen.set_state(tensors["rng.data"].to(run.data_gen.get_state().device))
+    run.sched.load(meta["schedule"])
+    run.state = RunState.from_checkpoint(meta, tensors, run.rank, run.device)
+    if run.main:
+        _truncate_log(metrics, run.state.step)
+    run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
+    return True
+
+
+def save(run: Run, reason: str):
+    """Checkpoint the run. Every rank takes part (its RNG and running sums are gathered);
+    rank 0 writes."""
+    s = run.state
+    mine = {"rng.cpu": torch.get_rng_state(), **s.rank_tensors()}
+    if run.device.type == "cuda":
+        mine["rng.cuda"] = torch.cuda.get_rng_state(run.device)
+    ranks = dist.gather_objects((mine, s.seen))
+    if run.main:
+        opt_tensors, opt_plain = ckpt.optimizer_state(run.opt)
+        tensors = {"rng.data": run.data_gen.get_state().cpu(), **opt_tensors}
+        for r, (d, _) in enumerate(ranks):
+            tensors.update({f"{k}.{r}": v for k, v in d.items()})
+        s.schedule = run.sched.state()
+        meta = dict(config=run.cfg.to_dict(), model_kwargs=run.model_kwargs,
+                    **s.to_meta([seen for _, seen in ranks]), classes=run.train_ds.classes,
+                    reason=reason, env=run.env, optimizer=opt_plain)
+        ckpt.save_checkpoint(run.out / "checkpoints", s.step, run.model, run.pre, meta, tensors)
+    dist.barrier()
+
+
+# ---------------------------------------------------------------- one epoch
+def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
+    """Train to the end of the current epoch; False if max_steps stopped it first. Checkpoints
+    every ckpt_every steps; on SIGTERM checkpoints and raises Preempted."""
+    cfg, s, spe = run.cfg, run.state, run.steps_per_epoch
+    run.model.train()
+    perm = _epoch_perm(len(run.train_ds), cfg.seed, s.epoch).to(run.device)
     local = dist.shard(cfg.batch_size)  # this rank's rows of each global batch
-    gap = model.head_type == "gap"
-    dead_streak = torch.zeros((), device=device, dtype=torch.long)  # counts across epochs
-    stopped_early, ev = None, None  # ev: the last evaluation, reused for the result
-    while epoch < cfg.epochs and not sched.stop:
-        model.train()
-        perm = _epoch_perm(n, cfg.seed, epoch).to(device)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen, t0, seen0 = 0, time.time(), 0
-        if running is not None:  # resuming inside an epoch: its training accuracy counts all
-            loss_sum, correct, seen = running
-            seen0, running = seen, None
-        bar = None
-        if use_bar:
-            from tqdm import tqdm
-            bar = tqdm(total=spe, initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       leave=False, dynamic_ncols=True)
-        while step_in_epoch < spe:
-            if cfg.max_steps is not None and step >= cfg.max_steps:
-                break
-            idx = perm[step_in_epoch * cfg.batch_size:(step_in_epoch + 1) * cfg.batch_size]
+    amp = autocast(run.device, cfg.amp)
+    bar = _progress_bar(run, progress)
+    t0, seen0 = time.time(), s.seen
+    mark = [t0]
+
+    def tick():  # add the seconds since the last tick to wall_s (before checkpoints)
+        now = time.time()
+        s.wall_s += now - mark[0]
+        mark[0] = now
+    try:
+        while s.step_in_epoch < spe:
+            if cfg.max_steps is not None and s.step >= cfg.max_steps:
+                return False
+            idx = perm[s.step_in_epoch * cfg.batch_size:(s.step_in_epoch + 1) * cfg.batch_size]
             idx = idx[local]
-            x = augment(pre(train_ds.images[idx]), cfg.translate, cfg.flip, data_gen,
+            x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
                         part=local, total=cfg.batch_size)
-            y = train_ds.labels[idx]
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            f = sched.factor(step)
-            for g in opt.param_groups:
-                g["lr"] = cfg.lr * f * g["lr_mult"]
-            loss, logits = train_step(net, opt, x, y, amp, cfg.label_smoothing)
-            with torch.no_grad():  # running sums stay on the device: no sync per step
-                loss_sum += loss * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                if gap:  # a class whose map is zero for every image: the ReLU before GAP died
-                    dead = (logits.float().amax(0) <= 0).any().long()
-                    dead_streak = (dead_streak + 1) * dead
-            seen += len(y)
-            step += 1
-            step_in_epoch += 1
-            if bar is not None and (step_in_epoch % 10 == 0 or step_in_epoch == spe):
-                bar.update(step_in_epoch - bar.n)
-                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}",
-                                acc=f"{correct.item() / seen:.4f}",
-                                img_s=f"{world * (seen - seen0) / (time.time() - t0):.0f}")
-            if cfg.ckpt_every and step % cfg.ckpt_every == 0 and step_in_epoch < spe:
-                save(f"every {cfg.ckpt_every} steps", loss_sum, correct, seen)
-            if step_in_epoch % 50 == 0 or step_in_epoch == spe:
-                if dist.any_flag(not math.isfinite(loss_sum.item()), device):
-                    raise NonFiniteLoss(f"the loss became non-finite by step {step}; the last "
-                                        f"good checkpoint is kept in {out / 'checkpoints'}. Lower "
-                                        "--lr or use --recipe modern.")
-                if dist.any_flag(dead_streak.item() >= DEAD_STEPS, device):
-                    dead_classes = (logits.float().amax(0) <= 0).nonzero().flatten().tolist()
-                    raise DeadStartError(
-                        f"dead start: for {dead_streak.item()} steps up to step {step} the "
-                        f"class map(s) {dead_classes} have been zero for every image: the ReLU "
-                        "before global average pooling died there and gets no gradient, so "
-                        "those classes can never be predicted (with all maps dead the loss sits "
-                        f"at ln {n_cls} = {math.log(n_cls):.4f}). Restart with another --seed, "
-                        "or with --init kaiming (or --recipe modern).")
+            y = run.train_ds.labels[idx]
+            for g in run.opt.param_groups:
+                g["lr"] = cfg.lr * run.sched.factor(s.step) * g["lr_mult"]
+            loss, logits = train_step(run.net, run.opt, x, y, amp, cfg.label_smoothing)
+            _accumulate(run, loss, logits, y)
+            s.step += 1
+            s.step_in_epoch += 1
+            if s.step_in_epoch % SYNC_EVERY == 0 or s.step_in_epoch == spe:
+                _check_health(run, logits)
+                _update_bar(bar, run, seen0, t0)
+            if stop_signal.requested(run, s.step_in_epoch % SYNC_EVERY == 0):
+                tick()
+                save(run, "SIGTERM")
+                raise Preempted(f"SIGTERM: checkpoint written at step {s.step} in "
+                                f"{run.out / 'checkpoints'}; continue with --resume")
+            if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step_in_epoch < spe:
+                tick()
+                save(run, f"every {cfg.ckpt_every} steps")
+        return True
+    finally:
+        tick()
+        run.last_epoch_rate = run.world * (s.seen - seen0) / max(time.time() - t0, 1e-9)
         if bar is not None:
             bar.close()
-        dt = time.time() - t0
-        wall += dt
-        if seen == seen0 or step_in_epoch < spe:  # max_steps reached (inside or at an epoch)
-            stopped_early = f"max_steps {cfg.max_steps} reached"
-            save(stopped_early, loss_sum, correct, seen)
-            g_loss, g_correct, g_seen = dist.all_sum(loss_sum.clone(), correct.clone(),
-                                                     torch.tensor(seen, device=device))
-            if main and seen > seen0:
-                n_seen = g_seen.item()
-                _append_log(metrics_path, dict(epoch=epoch + step_in_epoch / spe, step=step,
-                                               partial=True, train_loss=g_loss.item() / n_seen,
-                                               train_acc=g_correct.item() / n_seen))
-            log(f"stopped at step {step}: {stopped_early}; continue with --resume")
-            break
-        g_loss, g_correct, g_seen = dist.all_sum(loss_sum, correct,
-                                                 torch.tensor(seen, device=device))
-        train_loss, train_acc = g_loss.item() / g_seen.item(), g_correct.item() / g_seen.item()
-        epoch += 1
-        step_in_epoch = 0
-        record = dict(epoch=epoch, step=step, lr=cfg.lr * sched.factor(step - 1),
-                      train_loss=train_loss, train_acc=train_acc, time_s=dt,
-                      images_per_s=world * (seen - seen0) / dt)
-        msg = sched.end_epoch(train_acc)
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or sched.stop:
-            ev = evaluate(model, pre, test_ds, batch_size=512, tta=cfg.tta, amp=cfg.amp)
-            record.update(test_loss=ev["loss"], test_error=ev["error"])
-        history.append(record)
-        if main:
-            _append_log(metrics_path, record)
-        log(f"epoch {epoch:3d}  loss {train_loss:.4f}  train acc {train_acc:.4f}  "
-            + (f"test error {record['test_error']:.2f}%  " if "test_error" in record else "")
-            + f"{record['images_per_s']:.0f} img/s" + (f"  [{msg}]" if msg else ""))
-        if "test_error" in record or sched.stop or epoch == cfg.epochs:
-            save("epoch end")
 
-    if stopped_early:
-        return dict(config=cfg.to_dict(), finished=False, step=step, history=history)
-    if ev is None:  # the last epoch always evaluates; only a run resumed at its end has none
-        ev = evaluate(model, pre, test_ds, batch_size=512, tta=cfg.tta, amp=cfg.amp)
-    result = dict(config=cfg.to_dict(), model_kwargs=model_kwargs, finished=True,
-                  params=count_params(model), epochs_run=epoch, steps=step, wall_s=wall,
-                  final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
-                             loss=ev["loss"], per_class_accuracy=ev["per_class_accuracy"]),
-                  history=history, env=env, checkpoint=str(ckpt.latest_checkpoint(out)))
-    if main:
-        ckpt.atomic_write(out / "result.json", json.dumps(result, indent=1).encode())
-    log(f"test error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} ({ev['n']:,} images); "
-        f"result in {out / 'result.json'}")
+
+def _accumulate(run: Run, loss, logits, y):
+    """Running sums on the device (no host sync per step), and the dead-map streak."""
+    s = run.state
+    with torch.no_grad():
+        s.loss_sum += loss * len(y)
+        s.correct += (logits.argmax(1) == y).sum()
+        if run.model.head_type == "gap":  # a class map zero for every image: its ReLU died
+            dead = (logits.float().amax(0) <= 0).any().long()
+            s.dead_streak = (s.dead_streak + 1) * dead
+    s.seen += len(y)
+
+
+def _check_health(run: Run, logits):
+    """Stop a run whose loss is not finite, or whose class maps died at the start."""
+    s, n_cls = run.state, run.model.num_classes
+    if dist.any_flag(not math.isfinite(s.loss_sum.item()), run.device):
+        raise NonFiniteLoss(f"the loss became non-finite by step {s.step}; the last good "
+                            f"checkpoint is kept in {run.out / 'checkpoints'}. Lower --lr or "
+                            "use --recipe modern.")
+    if dist.any_flag(s.dead_streak.item() >= DEAD_STEPS, run.device):
+        dead = (logits.float().amax(0) <= 0).nonzero().flatten().tolist()
+        raise DeadStartError(
+            f"dead start: for {s.dead_streak.item()} steps up to step {s.step} the class "
+            f"map(s) {dead} have been zero for every image: the ReLU before global average "
+            "pooling died there and gets no gradient, so those classes can never be predicted "
+            f"(with all maps dead the loss sits at ln {n_cls} = {math.log(n_cls):.4f}). "
+            "Restart with another --seed, or with --init kaiming (or --recipe modern).")
+
+
+def end_epoch(run: Run):
+    """Close an epoch: its training loss and accuracy over all ranks, the schedule's rule,
+    an evaluation when due, one log line, and a checkpoint."""
+    cfg, s = run.cfg, run.state
+    loss, correct, seen = dist.all_sum(s.loss_sum, s.correct,
+                                       torch.tensor(s.seen, device=run.device))
+    train_loss, train_acc = loss.item() / seen.item(), correct.item() / seen.item()
+    s.epoch += 1
+    s.step_in_epoch = 0
+    record = dict(epoch=s.epoch, step=s.step, lr=cfg.lr * run.sched.factor(s.step - 1),
+                  train_loss=train_loss, train_acc=train_acc, time_s=s.wall_s - _wall_before(s),
+                  images_per_s=run.last_epoch_rate)
+    msg = run.sched.end_epoch(train_acc)
+    due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop
+    if due:
+        run.last_eval = evaluate(run.model, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
+                                 amp=cfg.amp)
+        record.update(test_loss=run.last_eval["loss"], test_error=run.last_eval["error"])
+    s.history.append(record)
+    s.new_epoch(run.device)
+    if run.main:
+        _append_log(run.out / "metrics.jsonl", record)
+    run.log(f"epoch {s.epoch:3d}  loss {train_loss:.4f}  train acc {train_acc:.4f}  "
+            + (f"test error {record['test_error']:.2f}%  " if due else "")
+            + f"{record['images_per_s']:.0f} img/s" + (f"  [{msg}]" if msg else ""))
+    if due:
+        save(run, "epoch end")
+
+
+def _wall_before(s: RunState) -> float:
+    """Training seconds up to the end of the previous epoch."""
+    return sum(h["time_s"] for h in s.history)
+
+
+def stop_early(run: Run) -> dict:
+    """max_steps reached inside (or at the start of) an epoch: checkpoint and log it."""
+    s = run.state
+    reason = f"max_steps {run.cfg.max_steps} reached"
+    save(run, reason)
+    loss, correct, seen = dist.all_sum(s.loss_sum.clone(), s.correct.clone(),
+                                       torch.tensor(s.seen, device=run.device))
+    if run.main and s.step_in_epoch and seen.item():
+        _append_log(run.out / "metrics.jsonl",
+                    dict(epoch=s.epoch + s.step_in_epoch / run.steps_per_epoch, step=s.step,
+                         partial=True, train_loss=loss.item() / seen.item(),
+                         train_acc=correct.item() / seen.item()))
+    run.log(f"stopped at step {s.step}: {reason}; continue with --resume")
+    return dict(config=run.cfg.to_dict(), finished=False, step=s.step, history=s.history)
+
+
+def finish(run: Run) -> dict:
+    """The result of a finished run, written to OUT/result.json."""
+    cfg, s = run.cfg, run.state
+    ev = run.last_eval or evaluate(run.model, run.pre, run.test_ds, batch_size=512,
+                                   tta=cfg.tta, amp=cfg.amp)  # a run resumed at its very end
+    result = dict(config=cfg.to_dict(), model_kwargs=run.model_kwargs, finished=True,
+                  params=count_params(run.model), epochs_run=s.epoch, steps=s.step,
+                  wall_s=s.wall_s,
+                  final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"], loss=ev["loss"],
+                             per_class_accuracy=ev["per_class_accuracy"]),
+                  history=s.history, env=run.env,
+                  checkpoint=str(ckpt.latest_checkpoint(run.out)))
+    if run.main:
+        ckpt.atomic_write(run.out / "result.json", json.dumps(result, indent=1).encode())
+    run.log(f"test error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} ({ev['n']:,} "
+            f"images); result in {run.out / 'result.json'}")
     return result
 
 
-def config_from_json(path) -> TrainConfig:
-    d = json.loads(Path(path).read_text())
-    d = d.get("config", d)
-    return TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
-                          if k in {f.name for f in dataclasses.fields(TrainConfig)}})
+# ---------------------------------------------------------------- the loop
+def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
+          log=print, ddp: bool = True) -> dict:
+    """Train, evaluating and checkpointing every eval_every epochs; returns the result dict
+    (also written to OUT/result.json when the run reaches its end). Under torchrun (and ddp),
+    trains with DistributedDataParallel; rank 0 alone logs and writes."""
+    main = not ddp or dist.env_rank() == 0
+    if main:  # before the lock (which creates the folder) and before any data is read
+        check_writable(Path(cfg.out), need_bytes=_checkpoint_bytes(cfg))
+    else:
+        log = _silent
+    with run_lock(Path(cfg.out), exclusive=main), StopSignal() as stop_signal:
+        run = build_run(cfg, log, ddp)
+        restore(run, resume)
+        log(f"{cfg.model} ({count_params(run.model):,} params) on {cfg.dataset}/"
+            f"{cfg.train_split} ({len(run.train_ds):,} images), recipe {cfg.recipe}, "
+            f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else ""))
+        use_bar = run.main and (progress if progress is not None else sys.stderr.isatty())
+        while run.state.epoch < cfg.epochs and not run.sched.stop:
+            if not train_epoch(run, stop_signal, use_bar):
+                return stop_early(run)
+            end_epoch(run)
+        return finish(run)
 
+
+# ---------------------------------------------------------------- helpers
+def _silent(*_args, **_kw):
+    pass
+
+
+def _epoch_perm(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def check_writable(out: Path, need_bytes: int = 0):
+    """Fail before training, not an hour in, when the output folder cannot be written or has
+    too little room for the checkpoints the run will keep."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{out}: cannot write the run's output there ({e.strerror}); choose "
+                          "another folder with --out") from None
+    free = shutil.disk_usage(out).free
+    if free < need_bytes:
+        raise ConfigError(f"{out}: {free / 2**20:,.0f} MiB free, but the run's checkpoints need "
+                          f"about {need_bytes / 2**20:,.0f} MiB; free some space or choose "
+                          "another --out")
+
+
+def _checkpoint_bytes(cfg: TrainConfig) -> int:
+    """Room for the checkpoints kept at once, plus one being written: weights, momentum and the
+    preprocessing (a ZCA matrix is d x d floats)."""
+    arch = ARCHS[model_info(cfg.model)["dataset"]]
+    params = count_params(build_model(cfg.model, num_classes=num_classes(cfg.dataset)))
+    d = arch["in_chans"] * arch["input_size"] ** 2
+    pre = 4 * (d * d + d) if cfg.preprocess == "gcn_zca" else 4096
+    return (ckpt.KEEP + 1) * (8 * params + pre + 65536)
+
+
+def _truncate_log(path: Path, step: int):
+    """On resume, drop log lines written after the checkpoint we resume from."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and
+            json.loads(ln).get("step", 0) <= step]
+    ckpt.atomic_write(path, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+def _append_log(path: Path, record: dict):
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _progress_bar(run: Run, show: bool):
+    if not show:
+        return None
+    from tqdm import tqdm
+    return tqdm(total=run.steps_per_epoch, initial=run.state.step_in_epoch, leave=False,
+                desc=f"epoch {run.state.epoch + 1}/{run.cfg.epochs}", dynamic_ncols=True)
+
+
+def _update_bar(bar, run: Run, seen0: int, t0: float):
+    if bar is None:
+        return
+    s = run.state
+    bar.update(s.step_in_epoch - bar.n)
+    bar.set_postfix(loss=f"{s.loss_sum.item() / s.seen:.4f}", acc=f"{s.correct.item() / s.seen:.4f}",
+                    img_s=f"{run.world * (s.seen - seen0) / (time.time() - t0):.0f}")
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, exclusive: bool = True):
+    """Hold OUT/.lock while training: a second `nin train` into a folder where a run is alive
+    is refused. The OS drops the lock when the process dies, however it dies."""
+    if not exclusive:
+        yield
+        return
+    import fcntl
+    import os
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / ".lock", "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise ConfigError(f"{out}: another `nin train` (pid {f.read().strip() or '?'}) is "
+                              "writing to this folder; wait for it to end, stop it, or choose "
+                              "another --out") from None
+        f.truncate(0)
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+class StopSignal:
+    """SIGTERM (SLURM's and preemptible clouds' warning) asks the loop to checkpoint and stop.
+    Under torchrun the ranks agree at the next sync point, so they stop at the same step."""
+
+    def __init__(self):
+        self.flag, self._old = False, None
+
+    def __enter__(self):
+        import threading
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+    def _handle(self, signum, frame):
+        self.flag = True
+
+    def requested(self, run: Run, at_sync: bool) -> bool:
+        if run.world == 1:
+            return self.flag
+        return at_sync and dist.any_flag(self.flag, run.device)

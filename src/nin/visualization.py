@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .models import eval_mode
+
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
@@ -22,11 +24,9 @@ from matplotlib.patches import Rectangle  # noqa: E402
 @torch.no_grad()
 def class_maps(model, pre, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities (N, K), maps (N, K, h, w)) for uint8 images (N, C, H, W), on the CPU."""
-    was = model.training
-    model.eval()
     device = next(model.parameters()).device
-    maps = model.forward_maps(pre(images.to(device))).float()
-    model.train(was)
+    with eval_mode(model):
+        maps = model.forward_maps(pre(images.to(device))).float()
     probs = F.softmax(maps.mean((2, 3)), 1)
     return probs.cpu(), maps.cpu()
 
@@ -48,13 +48,36 @@ def localize(model, pre, image: torch.Tensor, threshold: float = 0.5) -> dict:
 def box_from_map(m: np.ndarray, threshold: float = 0.5):
     """Bounding box (x0, y0, x1, y1) of the largest connected region at or above threshold x
     the map's maximum; None for a map that is zero everywhere."""
-    from scipy import ndimage
     if m.max() <= 0:
         return None
-    labels, n = ndimage.label(m >= threshold * m.max())
-    sizes = ndimage.sum(np.ones_like(m), labels, range(1, n + 1))
-    ys, xs = np.nonzero(labels == 1 + int(np.argmax(sizes)))
+    region = largest_region(m >= threshold * m.max())
+    ys, xs = np.nonzero(region)
     return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 4-connected region of a boolean map (the first found on a tie), by flood
+    fill: maps are a few dozen pixels wide, so plain Python is fast enough."""
+    seen = np.zeros_like(mask, dtype=bool)
+    best: list = []
+    h, w = mask.shape
+    for start in zip(*np.nonzero(mask)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, region = [start], []
+        while stack:
+            y, x = stack.pop()
+            region.append((y, x))
+            for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+                if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
+                    seen[ny, nx] = True
+                    stack.append((ny, nx))
+        if len(region) > len(best):
+            best = region
+    out = np.zeros_like(mask, dtype=bool)
+    out[tuple(np.array(best).T)] = True
+    return out
 
 
 def _show(ax, image: torch.Tensor):
@@ -129,7 +152,7 @@ def draw_grid(model, pre, images: torch.Tensor, labels, classes, path) -> dict:
     return dict(path=str(path), n=n, true_class_strongest=true_strongest)
 
 
-def plot_runs(runs, path, labels=None) -> str:
+def plot_runs(runs, path) -> str:
     """Training curves from runs' metrics.jsonl: train and test error against epoch."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
     for i, run in enumerate(runs):
@@ -139,7 +162,7 @@ def plot_runs(runs, path, labels=None) -> str:
                                     "`nin train`")
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if not r.get("partial")]
-        name = labels[i] if labels else Path(run).name
+        name = Path(run).name
         color = f"C{i % 10}"
         ax.plot([r["epoch"] for r in rows], [100 * (1 - r["train_acc"]) for r in rows],
                 color=color, linestyle="--", linewidth=1, label=f"{name} train")

@@ -1,0 +1,162 @@
+"""A training run's settings: one dataclass, the recipes that override it, and the rules for
+resuming. No torch here: the CLI builds `nin train`'s flags from these fields in milliseconds.
+
+Adding a setting is one line in TrainConfig: its type, its default and its help. The CLI gets a
+flag for it, the run records it in metrics, checkpoints and result.json.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .paper import DATASETS
+
+
+def _f(default, help: str, **kw):
+    """A config field with its help text (shown by `nin train --help`)."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=dict(help=help, **kw))
+    return field(default=default, metadata=dict(help=help, **kw))
+
+
+@dataclass
+class TrainConfig:
+    # ---- what to train
+    model: str = _f("nin_cifar10", "registered network (`nin models`)")
+    dataset: str = _f("cifar10", "dataset", choices=tuple(DATASETS))
+    recipe: str = _f("paper", "settings to start from: the paper's or the modern one",
+                     choices=("paper", "modern"))
+    train_split: str = _f("train", "split to train on (train-val: all but the last 10,000)")
+    eval_split: str = _f("test", "split evaluated each epoch (val: the last 10,000 train images)")
+    subset: int | None = _f(None, "train on the first N training images only")
+    eval_subset: int | None = _f(None, "evaluate on the first N images of the eval split only")
+    # ---- optimizer (SGD)
+    epochs: int = _f(260, "epochs (plateau schedule: the most it may run)")
+    batch_size: int = _f(128, "images per step (the global batch under torchrun)")
+    lr: float = _f(0.1, "peak learning rate, on the mean loss")
+    momentum: float = _f(0.9, "SGD momentum")
+    nesterov: bool = _f(False, "Nesterov momentum")
+    weight_decay: float = _f(1e-4, "L2 weight decay on weights (not biases, not batch norm)")
+    bias_lr_mult: float = _f(2.0, "learning-rate multiplier of biases (authors' files: 2)")
+    last_lr_mult: float = _f(0.1, "learning-rate multiplier of the last 1x1 layer (authors': 0.1)")
+    # ---- schedule
+    schedule: str = _f("plateau", "plateau: the paper's rule; step: --milestones; onecycle: "
+                       "linear warm-up then linear decay to 0",
+                       choices=("plateau", "step", "onecycle"))
+    milestones: tuple = _f((), "step schedule: epochs where lr /= 10, comma-separated")
+    patience: int = _f(10, "plateau: epochs without a better training accuracy before lr /= 10")
+    max_drops: int = _f(2, "plateau: lr /= 10 this many times, then stop at the next plateau")
+    warmup_epochs: float = _f(0.0, "onecycle: epochs of linear warm-up")
+    # ---- network and regularization
+    init: str = _f("paper", "paper: Gaussian std 0.05; kaiming: He init, robust to dead starts",
+                   choices=("paper", "kaiming"))
+    drop_rate: float = _f(0.5, "dropout after the first two mlpconv blocks")
+    label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
+    # ---- data
+    preprocess: str = _f("gcn_zca", "input preprocessing, fitted on the training split",
+                         choices=("scale", "standardize", "gcn_zca", "lcn"))
+    translate: int = _f(0, "augmentation: random shifts of up to this many pixels")
+    flip: bool = _f(False, "augmentation: random horizontal flips")
+    tta: bool = _f(False, "evaluate with flip test-time augmentation")
+    seed: int = _f(0, "seed of the init, the data order, augmentation and dropout")
+    # ---- checkpoints and logging
+    max_steps: int | None = _f(None, "stop (with a checkpoint) after this many steps in all")
+    eval_every: int = _f(1, "epochs between evaluations and checkpoints")
+    ckpt_every: int | None = _f(None, "also checkpoint every N steps inside epochs")
+    out: str = _f("runs/nin", "run folder: metrics.jsonl, checkpoints/, result.json")
+    data_dir: str | None = _f(None, "dataset folder (default: $NIN_DATA_DIR, else "
+                              "~/.cache/nin/data)")
+    # ---- speed
+    device: str = _f("auto", "auto, cpu, cuda, cuda:1 ...")
+    amp: bool = _f(True, "bf16 autocast on CUDA (no effect on the CPU)")
+    channels_last: bool = _f(True, "NHWC memory layout: faster convolutions on CPU and GPU")
+    compile: bool = _f(False, "torch.compile the network (eager if compiling fails)")
+    compile_mode: str = _f("default", "torch.compile mode; reduce-overhead captures CUDA graphs",
+                           choices=("default", "reduce-overhead", "max-autotune"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# Recipes: overrides of the defaults above. The paper's per-dataset settings follow.
+RECIPES = {
+    "paper": {},
+    # Batch norm variant of the same network, He init, standardized inputs, flip + translate,
+    # label smoothing, Nesterov SGD on a one-cycle schedule, no per-layer multipliers, flip TTA.
+    "modern": dict(batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4, bias_lr_mult=1.0,
+                   last_lr_mult=1.0, init="kaiming", drop_rate=0.3, schedule="onecycle",
+                   warmup_epochs=2, label_smoothing=0.1, preprocess="standardize", translate=4,
+                   flip=True, tta=True, epochs=40),
+}
+PAPER_DATASET = {
+    "cifar10": {},
+    "cifar100": dict(lr=0.02, weight_decay=5e-4, last_lr_mult=1.0),
+    "mnist": dict(preprocess="scale"),
+    "svhn": dict(preprocess="lcn", train_split="train-val"),  # train + extra less the val set
+    "mnist-sample": dict(preprocess="scale"),
+}
+MODERN_DATASET = {  # digits are not mirror-symmetric, and are small: shifts of 2 pixels
+    "mnist": dict(flip=False, tta=False, translate=2),
+    "mnist-sample": dict(flip=False, tta=False, translate=2),
+}
+
+
+def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) -> TrainConfig:
+    """Defaults <- recipe <- its per-dataset settings <- explicit overrides (None: not given)."""
+    if recipe not in RECIPES:
+        raise ConfigError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    if dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
+    base = dataset.replace("-sample", "")
+    kw = dict(dataset=dataset, recipe=recipe,
+              model=f"nin_{base}" + ("_bn" if recipe == "modern" else ""))
+    kw.update(RECIPES[recipe])
+    kw.update((PAPER_DATASET if recipe == "paper" else MODERN_DATASET).get(dataset, {}))
+    kw.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(kw.get("milestones"), list):
+        kw["milestones"] = tuple(kw["milestones"])
+    return TrainConfig(**kw)
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """A TrainConfig from a saved one (a result.json, a sidecar's config); fields this version
+    does not know are ignored, fields it added take their defaults."""
+    d = d.get("config", d)
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()
+                          if k in names})
+
+
+def config_from_json(path) -> TrainConfig:
+    try:
+        return config_from_dict(json.loads(Path(path).read_text()))
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"{path}: not a readable config or result.json ({e})") from None
+
+
+# ---------------------------------------------------------------- resuming
+# Settings a resumed run may change: where and how fast it runs, and when it stops or saves.
+# `epochs` too, except on a one-cycle schedule, whose whole curve depends on it.
+FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
+                  "ckpt_every", "epochs")
+
+
+def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:
+    """Refuse to resume a checkpoint whose config differs from cfg in a way that would silently
+    change the run. `saved` is the checkpoint's config (older versions: missing fields take
+    their defaults)."""
+    old = config_from_dict(saved).to_dict()
+    new = cfg.to_dict()
+    free = set(FREE_ON_RESUME)
+    if cfg.schedule == "onecycle":
+        free.discard("epochs")
+    diff = {k: (old[k], new[k]) for k in new if k not in free and old[k] != new[k]}
+    if diff:
+        why = ("; --epochs sets the length of the one-cycle schedule, so changing it would "
+               "change every learning rate from here on" if "epochs" in diff else "")
+        raise ConfigError(f"{where}: the checkpoint's config differs from this run's: {diff}{why}."
+                          f" Resume with the same settings (only {', '.join(sorted(free))} may "
+                          "change) or use another --out.")

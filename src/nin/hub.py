@@ -1,0 +1,83 @@
+"""Named networks with the weights shipped in the package, as timm's create_model.
+
+    nin.create_model("nin_mnist_bn", pretrained=True)     # Python
+    nin eval --weights pretrained --model nin_mnist_bn     # the CLI (one syntax everywhere)
+    torch.hub.load("REPO", "nin_mnist_bn", pretrained=True) # hubconf.py
+
+Shipped weights live in nin/weights/NAME.safetensors with a NAME.json sidecar that also records
+the run they come from (config, epochs, the test error it measured). `package` makes them.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoint import load_checkpoint, read_sidecar, resolve, sha256_file
+from .errors import CheckpointError
+from .files import atomic_write
+from .models import NIN, build_model, list_models
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+__all__ = ["create_model", "list_models", "load_pretrained", "load_weights_arg", "package",
+           "shipped"]
+
+
+def shipped() -> list[str]:
+    """Names with weights in the package."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
+
+
+def create_model(name: str, pretrained: bool = False, num_classes: int | None = None,
+                 **kwargs) -> NIN:
+    """A registered network; pretrained=True loads the weights shipped for it (eval mode)."""
+    if not pretrained:
+        return build_model(name, num_classes=num_classes, **kwargs)
+    model, _, _ = load_pretrained(name)
+    return model
+
+
+def load_pretrained(name: str, map_location="cpu"):
+    """(model, preprocess, meta) of the weights shipped for `name`."""
+    sidecar = WEIGHTS_DIR / f"{name}.json"
+    if not sidecar.is_file():
+        raise CheckpointError(
+            f"no pretrained weights for {name} in {WEIGHTS_DIR} (shipped: "
+            f"{', '.join(shipped()) or 'none yet'}). Train one with `nin train --model {name}` "
+            "and pass its run folder with --weights.")
+    return load_checkpoint(sidecar, map_location)
+
+
+def load_weights_arg(weights: str, model: str | None = None, map_location="cpu"):
+    """What the CLI's --weights names: 'pretrained' (with --model), a run folder or a
+    checkpoint file. Returns (model, preprocess, meta)."""
+    if weights == "pretrained":
+        if not model:
+            raise CheckpointError("--weights pretrained needs --model NAME (shipped: "
+                                  f"{', '.join(shipped()) or 'none yet'})")
+        return load_pretrained(model, map_location)
+    return load_checkpoint(weights, map_location)
+
+
+def package(run, name: str, out_dir: Path | None = None) -> Path:
+    """Copy a run's final weights (with its preprocessing) into the package's weights folder as
+    NAME.safetensors + NAME.json, keeping the config and the run's final test error, so that
+    create_model(name, pretrained=True) and `nin eval --weights pretrained` find them."""
+    out_dir = Path(out_dir or WEIGHTS_DIR)
+    sidecar = resolve(run)
+    meta = read_sidecar(sidecar)
+    if meta["model"] != name:
+        raise CheckpointError(f"{sidecar}: holds {meta['model']}, not {name}")
+    result_file = sidecar.parent.parent / "result.json"
+    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    weights = out_dir / f"{name}.safetensors"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(weights, (sidecar.parent / meta["files"]["weights"]["name"]).read_bytes())
+    record = {k: meta[k] for k in ("format", "model", "num_classes", "arch", "preprocess",
+                                   "step", "config", "model_kwargs", "classes") if k in meta}
+    record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
+    if result is not None:
+        record["result"] = {k: result[k] for k in ("final", "epochs_run", "wall_s", "env")
+                            if k in result}
+    path = out_dir / f"{name}.json"
+    atomic_write(path, json.dumps(record, indent=1).encode())
+    return path

@@ -1,0 +1,129 @@
+"""Runs that can be trusted across changes: resuming old checkpoints, refusing changes that would
+alter a run, the optimizer's whole state, SIGTERM, one writer per run folder."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from nin import checkpoint as ckpt
+from nin.config import make_config
+from nin.errors import ConfigError
+from nin.models import NIN
+from nin.preprocessing import Preprocess
+from nin.training import run_lock, train
+
+QUIET = dict(log=lambda *_: None, progress=False)
+FIXTURE = Path(__file__).parent / "fixtures" / "resume_from_028d0ab"
+
+
+def _fixture_cfg(out, **kw):
+    """The config the fixture run was started with (by main at commit 028d0ab)."""
+    base = dict(subset=256, eval_subset=128, batch_size=32, epochs=2, out=str(out))
+    return make_config("modern", "mnist-sample", **{**base, **kw})
+
+
+@pytest.fixture
+def one_thread():
+    """The fixture run was written with one thread; oneDNN's sums depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_checkpoint_written_by_main_028d0ab_resumes_to_the_same_weights(tmp_path, one_thread):
+    """The fixture is a run stopped at step 11 (inside epoch 2) by the code before the
+    training loop was restructured; resumed by this code it ends where an uninterrupted run
+    of this code ends: the RNG states, momentum, running sums and metadata all carried over."""
+    shutil.copytree(FIXTURE, tmp_path / "old")
+    meta = json.loads((tmp_path / "old/checkpoints/step-00000011.json").read_text())
+    assert "arch" not in meta and "optimizer" not in meta  # really the old format
+    cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)
+    full = train(_fixture_cfg(tmp_path / "new"), **QUIET)
+    a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
+    b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cut["final"]["error"] == full["final"]["error"] and cut["steps"] == 16
+    assert [h["train_acc"] for h in cut["history"]] == [h["train_acc"] for h in full["history"]]
+
+
+def test_resume_refuses_a_new_length_of_a_onecycle_schedule(tmp_path):
+    train(_fixture_cfg(tmp_path / "r", max_steps=3), **QUIET)
+    with pytest.raises(ConfigError, match="epochs.*one-cycle schedule"):
+        train(_fixture_cfg(tmp_path / "r", epochs=3), resume=True, **QUIET)
+    # on a step schedule, more epochs only run longer: allowed
+    step = dict(schedule="step", milestones=(1,))
+    train(_fixture_cfg(tmp_path / "s", max_steps=3, **step), **QUIET)
+    r = train(_fixture_cfg(tmp_path / "s", epochs=1, **step), resume=True, **QUIET)
+    assert r["finished"] and r["epochs_run"] == 1
+
+
+def test_the_optimizers_whole_state_is_saved_and_restored(tmp_path):
+    train(_fixture_cfg(tmp_path / "o", max_steps=3, momentum=0.8), **QUIET)
+    side = ckpt.latest_checkpoint(tmp_path / "o")
+    meta = ckpt.read_sidecar(side, check=("weights", "state"))
+    groups = meta["optimizer"]["param_groups"]
+    assert {g["momentum"] for g in groups} == {0.8} and all(g["nesterov"] for g in groups)
+    state = ckpt.load_state(side, meta)
+    n_params = sum(1 for _ in ckpt.load_checkpoint(side)[0].parameters())
+    assert sum(k.endswith("momentum_buffer") for k in state) == n_params
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sd = opt.state_dict()
+    sd["param_groups"][0]["momentum"] = 0.5  # a setting that only the saved state restores
+    opt.load_state_dict(sd)
+    tensors, plain = ckpt.optimizer_state(opt)
+    fresh = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    ckpt.load_optimizer_state(fresh, tensors, json.loads(json.dumps(plain)), "cpu")
+    assert fresh.param_groups[0]["momentum"] == 0.5
+
+
+def _cli(out, *extra):
+    return [sys.executable, "-m", "nin", "train", "--dataset", "mnist-sample", "--subset", "384",
+            "--eval-subset", "100", "--batch-size", "32", "--epochs", "2", "--ckpt-every", "3",
+            "--no-progress", "--out", str(out), *extra]
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_75(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.Popen(_cli(tmp_path / "t"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env, text=True)
+    deadline = time.time() + 120
+    while not list((tmp_path / "t").glob("checkpoints/step-*.json")):
+        assert p.poll() is None and time.time() < deadline, p.stderr.read()
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(timeout=120) == 75
+    err = p.stderr.read()
+    assert "SIGTERM: checkpoint written at step" in err and "--resume" in err
+    assert "Traceback" not in err
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "t").read_text())
+    assert meta["reason"] == "SIGTERM"
+    r = subprocess.run(_cli(tmp_path / "t", "--resume"), env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and (tmp_path / "t/result.json").exists(), r.stderr
+
+
+def test_a_second_run_into_a_live_run_folder_is_refused(tmp_path):
+    out = tmp_path / "live"
+    with run_lock(out):  # as a running `nin train` holds it
+        with pytest.raises(ConfigError, match="another `nin train` .* is writing to this folder"):
+            train(_fixture_cfg(out), **QUIET)
+    r = train(_fixture_cfg(out, max_steps=1), **QUIET)  # the lock is gone with its holder
+    assert r["step"] == 1
+
+
+def test_a_nin_built_directly_is_checkpointed_and_rebuilt(tmp_path):
+    torch.manual_seed(0)
+    net = NIN([(3, (16, 8)), (3, (8, None))], in_chans=1, num_classes=4, input_size=12,
+              drop_rate=0.0).eval()
+    side = ckpt.save_checkpoint(tmp_path, 1, net, Preprocess("scale", 1, 12), dict(config={}))
+    back, _, meta = ckpt.load_checkpoint(side)
+    x = torch.randn(2, 1, 12, 12)
+    assert meta["model"] == "NIN" and torch.equal(back(x), net(x))
