@@ -50,3 +50,25 @@ def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, 
     assert main(["eval", "--weights", str(tmp_path / "run"), "--data-dir", str(real_data_dir),
                  "--json"]) == 0
     assert '"n": 10000' in capsys.readouterr().out
+
+
+# Networks whose weights ship in src/nin/weights (trained on this CPU; see results/cpu/).
+SHIPPED = ["nin_mnist", "nin_mnist_bn"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_state_their_error_on_the_real_test_set(name, real_data_dir, capsys):
+    """`nin eval --weights pretrained --model NAME` on the real test set gives the error the
+    training run recorded, to 0.05 points."""
+    import json
+
+    from nin.hub import load_pretrained
+    _, _, meta = load_pretrained(name)
+    stated = meta["result"]["final"]
+    args = ["eval", "--weights", "pretrained", "--model", name, "--data-dir",
+            str(real_data_dir), "--json"] + (["--tta"] if meta["config"]["tta"] else [])
+    capsys.readouterr()
+    assert main(args) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n"] == stated["n"] == 10000
+    assert abs(got["error"] - stated["error"]) <= 0.05, (got["error"], stated["error"])

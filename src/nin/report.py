@@ -5,6 +5,7 @@ mean ± std over seeds; shorter runs (subsets, samples) are listed apart.
 """
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 from .paper import PAPER_ERROR as P
@@ -47,12 +48,41 @@ def augmented(row) -> bool:
     return bool(row["flip"] or row["translate"])
 
 
+def cell(row: dict) -> str:
+    """One table cell: mean ± std over seeds, the epochs run and the median training time."""
+    minutes = statistics.median(row["wall_s"]) / 60
+    return f"{fmt(row)}; {max(row['epochs'])} epochs, {minutes:.0f} min of training each"
+
+
 def find(rows, dataset, model, recipe, aug):
     for r in rows:
         if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe) \
                 and augmented(r) == aug:
-            return fmt(r)
+            return cell(r)
     return None
+
+
+def pilots_table(results: list[dict], root: Path) -> list[str]:
+    """Runs scored on the validation split: where settings were chosen."""
+    pilots = [r for r in results if r.get("finished") and r["config"]["eval_split"] == "val"]
+    if not pilots:
+        return []
+    out = ["", "Pilots on the validation split (trained on `train-val`, scored on `val`, the last "
+           "10,000 training images): the settings above were chosen here, never on the test "
+           "set.", "", "| run | model | recipe | batch | lr | epochs | val error, last epoch | "
+           "best (epoch) |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(pilots, key=lambda r: r["path"]):
+        c, h = r["config"], [e for e in r["history"] if "test_error" in e]
+        best = min(h, key=lambda e: e["test_error"])
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {c['batch_size']} | "
+                   f"{c['lr']} | {r['epochs_run']} | {r['final']['error']:.2f} % | "
+                   f"{best['test_error']:.2f} % ({best['epoch']}) |")
+    return out
+
+
+def _rel(r: dict, root: Path):
+    folder = Path(r["path"]).parent
+    return folder.relative_to(root) if folder.is_relative_to(root) else folder
 
 
 def tables(results: list[dict], root: Path = Path(".")) -> str:
@@ -71,7 +101,9 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
             "| | paper | ours |", "|---|---|---|"]
     for label, model, paper in ABLATIONS:
         out.append(f"| {label} | {paper} | {find(full, 'cifar10', model, 'paper', False) or GPU} |")
-    short = [r for r in results if not is_full(r) and r.get("finished")]
+    out += pilots_table(results, root)
+    short = [r for r in results if not is_full(r) and r.get("finished")
+             and r["config"]["eval_split"] != "val"]
     out += ["", "Short CPU runs (a subset or the embedded sample and a few epochs: they test the "
             "pipeline, they are not comparable with the paper):", "",
             "| run | model | recipe | train images | epochs | test images | test error | "
@@ -80,9 +112,7 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
         c = r["config"]
         n_train = f"{c['subset']:,}" if c.get("subset") else \
             ("10,000 (sample)" if c["dataset"] == "mnist-sample" else "all")
-        folder = Path(r["path"]).parent
-        folder = folder.relative_to(root) if folder.is_relative_to(root) else folder
-        out.append(f"| `{folder}` | {c['model']} | {c['recipe']} | {n_train} | "
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {n_train} | "
                    f"{r['epochs_run']} | {r['final']['n']:,} | {r['final']['error']:.2f} % | "
                    f"{r['wall_s']:.0f} s on {r['env']['device']} |")
     return "\n".join(out)
