@@ -5,7 +5,8 @@ import torch
 
 from nin import checkpoint as ckpt
 from nin.models import build_model
-from nin.training import compile_or_eager, make_config, train
+from nin.config import make_config
+from nin.training import compile_or_eager, train
 
 
 def test_compiled_step_matches_eager_at_fp32(monkeypatch):

@@ -3,7 +3,8 @@ import torch
 
 import nin
 from nin.models import ARCHS, count_params, build_model, list_models, model_info
-from nin.training import make_config, param_groups
+from nin.config import make_config
+from nin.training import param_groups
 
 PAPER_PARAMS = {"nin_cifar10": 966_986, "nin_cifar100": 984_356, "nin_mnist": 349_674,
                 "nin_svhn": 1_986_026}

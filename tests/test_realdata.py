@@ -6,7 +6,8 @@ import torch
 
 from nin.cli import main
 from nin.data import load_dataset, verify_files
-from nin.training import make_config, train
+from nin.config import make_config
+from nin.training import train
 
 pytestmark = pytest.mark.realdata
 

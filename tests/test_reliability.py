@@ -18,11 +18,12 @@ import fakedata
 import nin.training
 from nin import checkpoint as ckpt
 from nin.data import DataError, load_dataset
-from nin.errors import ConfigError
+from nin.errors import ConfigError, NonFiniteLoss
 from nin.evaluation import ImageError, load_image
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.training import NonFiniteLoss, make_config, train
+from nin.config import make_config
+from nin.training import train
 
 QUIET = dict(log=lambda *_: None, progress=False)
 

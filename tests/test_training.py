@@ -6,11 +6,12 @@ import torch
 
 import nin
 import nin.training
-from nin.errors import ConfigError
+from nin.errors import ConfigError, DeadStartError
 from nin import checkpoint as ckpt
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.training import DeadStartError, Schedule, make_config, train
+from nin.config import make_config
+from nin.training import Schedule, train
 
 
 def _cfg(tmp_path, name, recipe="paper", **kw):

@@ -12,7 +12,8 @@ from nin.data import load_dataset
 from nin.export import export_onnx
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.training import make_config, train
+from nin.config import make_config
+from nin.training import train
 from nin.visualization import box_from_map, class_maps, localize
 
 

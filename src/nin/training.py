@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import distributed as dist
-from .config import TrainConfig, check_resumable, make_config  # noqa: F401 - re-exported
+from .config import TrainConfig, check_resumable
 from .data import load_dataset
 from .device import autocast, environment, pick_device
 from .errors import ConfigError, DeadStartError, NonFiniteLoss, Preempted
@@ -334,27 +334,14 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
     cfg, s, spe = run.cfg, run.state, run.steps_per_epoch
     run.model.train()
     perm = _epoch_perm(len(run.train_ds), cfg.seed, s.epoch).to(run.device)
-    local = dist.shard(cfg.batch_size)  # this rank's rows of each global batch
     amp = autocast(run.device, cfg.amp)
     bar = _progress_bar(run, progress)
-    t0, seen0 = time.time(), s.seen
-    mark = [t0]
-
-    def tick():  # add the seconds since the last tick to wall_s (before checkpoints)
-        now = time.time()
-        s.wall_s += now - mark[0]
-        mark[0] = now
+    clock, seen0 = Stopwatch(), s.seen
     try:
         while s.step_in_epoch < spe:
             if cfg.max_steps is not None and s.step >= cfg.max_steps:
                 return False
-            idx = perm[s.step_in_epoch * cfg.batch_size:(s.step_in_epoch + 1) * cfg.batch_size]
-            idx = idx[local]
-            x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
-                        part=local, total=cfg.batch_size)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            y = run.train_ds.labels[idx]
+            x, y = _next_batch(run, perm)
             for g in run.opt.param_groups:
                 g["lr"] = cfg.lr * run.sched.factor(s.step) * g["lr_mult"]
             loss, logits = train_step(run.net, run.opt, x, y, amp, cfg.label_smoothing)
@@ -363,21 +350,48 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
             s.step_in_epoch += 1
             if s.step_in_epoch % SYNC_EVERY == 0 or s.step_in_epoch == spe:
                 _check_health(run, logits)
-                _update_bar(bar, run, seen0, t0)
+                _update_bar(bar, run, seen0, clock.start)
             if stop_signal.requested(run, s.step_in_epoch % SYNC_EVERY == 0):
-                tick()
+                s.wall_s += clock.lap()
                 save(run, "SIGTERM")
                 raise Preempted(f"SIGTERM: checkpoint written at step {s.step} in "
                                 f"{run.out / 'checkpoints'}; continue with --resume")
             if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step_in_epoch < spe:
-                tick()
+                s.wall_s += clock.lap()  # checkpoints record the time trained so far
                 save(run, f"every {cfg.ckpt_every} steps")
         return True
     finally:
-        tick()
-        run.last_epoch_rate = run.world * (s.seen - seen0) / max(time.time() - t0, 1e-9)
+        s.wall_s += clock.lap()
+        run.last_epoch_rate = run.world * (s.seen - seen0) / max(clock.total(), 1e-9)
         if bar is not None:
             bar.close()
+
+
+def _next_batch(run: Run, perm):
+    """This rank's rows of the next global batch, preprocessed and augmented on the device."""
+    cfg, i = run.cfg, run.state.step_in_epoch
+    local = dist.shard(cfg.batch_size)
+    idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][local]
+    x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
+                part=local, total=cfg.batch_size)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, run.train_ds.labels[idx]
+
+
+class Stopwatch:
+    """Seconds since the start, and since the last lap."""
+
+    def __init__(self):
+        self.start = self._last = time.time()
+
+    def lap(self) -> float:
+        now, last = time.time(), self._last
+        self._last = now
+        return now - last
+
+    def total(self) -> float:
+        return time.time() - self.start
 
 
 def _accumulate(run: Run, loss, logits, y):
@@ -568,7 +582,8 @@ def _update_bar(bar, run: Run, seen0: int, t0: float):
         return
     s = run.state
     bar.update(s.step_in_epoch - bar.n)
-    bar.set_postfix(loss=f"{s.loss_sum.item() / s.seen:.4f}", acc=f"{s.correct.item() / s.seen:.4f}",
+    bar.set_postfix(loss=f"{s.loss_sum.item() / s.seen:.4f}",
+                    acc=f"{s.correct.item() / s.seen:.4f}",
                     img_s=f"{run.world * (s.seen - seen0) / (time.time() - t0):.0f}")
 
 
