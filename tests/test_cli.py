@@ -185,7 +185,7 @@ def test_every_config_field_is_a_flag_with_the_recipes_default(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for f in dataclasses.fields(TrainConfig):
         assert "--" + f.name.replace("_", "-") in text, f.name
-    assert "peak learning rate, on the mean loss (default: 0.2)" in text  # modern, not 0.1
+    assert "peak learning rate, on the mean loss (default: 0.05)" in text  # modern MNIST
     assert "(default: standardize)" in text and "--no-nesterov" in text
     assert main(["train", "--recipe", "modern", "--dataset", "mnist", "--momentum", "0.8",
                  "--no-nesterov", "--bias-lr-mult", "3", "--no-amp", "--no-channels-last",

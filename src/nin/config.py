@@ -99,7 +99,10 @@ PAPER_DATASET = {
     "mnist-sample": dict(preprocess="scale"),
 }
 MODERN_DATASET = {  # digits are not mirror-symmetric, and are small: shifts of 2 pixels
-    "mnist": dict(flip=False, tta=False, translate=2),
+    # MNIST: batch 64 runs 1.5x more images/s than 256 on 2 CPU cores; lr 0.05 and 12 epochs
+    # were chosen on the validation split (results/cpu/mnist-bn-pilot-*: 0.36 % vs 0.37 % at 0.1).
+    "mnist": dict(flip=False, tta=False, translate=2, batch_size=64, lr=0.05, epochs=12,
+                  warmup_epochs=1),
     "mnist-sample": dict(flip=False, tta=False, translate=2),
 }
 
