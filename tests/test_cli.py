@@ -225,3 +225,17 @@ def test_torch_hub_loads_from_hubconf():
     assert m.name == "nin_cifar10_bn" and m(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     with pytest.raises(ckpt.CheckpointError, match="no pretrained weights for nin_svhn"):
         torch.hub.load(str(repo), "nin_svhn", source="local", pretrained=True)
+
+
+def test_table_cells_name_what_a_run_changed_from_its_recipe():
+    from nin.config import make_config
+    from nin.report import cell, changes
+    paper = make_config("paper", "mnist", init="kaiming", lr=0.01, schedule="step",
+                        milestones=(12, 17), epochs=20, seed=4).to_dict()
+    assert changes(paper) == ["init kaiming", "lr 0.01", "schedule step", "milestones 12,17",
+                              "epochs 20"]  # the seed and the folder are not recipe changes
+    assert changes(make_config("modern", "mnist", seed=2, out="x").to_dict()) == []
+    row = dict(mean=0.5, std=0.0, n=1, wall_s=[600.0], epochs=[20], config=paper)
+    assert cell(row) == ("0.50 (1 seed); 20 epochs, 10 min of training each; changed from the "
+                         "recipe: init kaiming, lr 0.01, schedule step, milestones 12,17, "
+                         "epochs 20")

@@ -48,10 +48,31 @@ def augmented(row) -> bool:
     return bool(row["flip"] or row["translate"])
 
 
+# Training settings a table cell names when a run changed them from its recipe's defaults.
+RECIPE_FIELDS = ("init", "lr", "batch_size", "schedule", "milestones", "epochs", "weight_decay",
+                 "drop_rate", "label_smoothing", "translate", "flip", "preprocess", "momentum")
+
+
+def changes(config: dict) -> list[str]:
+    """What a run's config changed from make_config(recipe, dataset), as 'name value'."""
+    from .config import make_config
+    base = make_config(config["recipe"], config["dataset"]).to_dict()
+    out = []
+    for k in RECIPE_FIELDS:
+        v, b = config.get(k), base[k]
+        if (list(v) if isinstance(v, (list, tuple)) else v) != \
+                (list(b) if isinstance(b, (list, tuple)) else b):
+            out.append(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+    return out
+
+
 def cell(row: dict) -> str:
-    """One table cell: mean ± std over seeds, the epochs run and the median training time."""
+    """One table cell: mean ± std over seeds, the epochs run, the median training time, and
+    what the runs changed from their recipe."""
     minutes = statistics.median(row["wall_s"]) / 60
-    return f"{fmt(row)}; {max(row['epochs'])} epochs, {minutes:.0f} min of training each"
+    changed = changes(row["config"])
+    return (f"{fmt(row)}; {max(row['epochs'])} epochs, {minutes:.0f} min of training each"
+            + (f"; changed from the recipe: {', '.join(changed)}" if changed else ""))
 
 
 def find(rows, dataset, model, recipe, aug):
