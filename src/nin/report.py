@@ -189,7 +189,26 @@ def bench_tables(root) -> str:
                        ("time_to_accuracy", "time to 91.19 % CIFAR-10 accuracy")):
         if not (bench / f"{name}.json").is_file():
             out += [f"{what[0].upper() + what[1:]}: not measured yet (needs the GPU).", ""]
+    out += _time_to_accuracy_cpu(bench / "time_to_accuracy_cpu.json", root)
     return "\n".join(out).rstrip()
+
+
+def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
+    """The CPU time-to-accuracy rows (benchmarks/time_to_accuracy.py --from-runs)."""
+    import json
+    if not f.is_file():
+        return ["Time to the paper's error on the CPU: not measured yet.", ""]
+    out = [f"Training time on the CPU until the first epoch at or below the paper's test error "
+           f"(median over seeds, evaluation excluded; `{f.relative_to(root)}`):", "",
+           "| dataset | model | recipe | target | time | seeds | threads | epochs reached |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in json.loads(f.read_text())["rows"]:
+        reached = [p["epoch"] for p in r["per_seed"]]
+        t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
+        out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {r['target_error']} % | "
+                   f"{t} | {','.join(map(str, r['seeds']))} | "
+                   f"{','.join(map(str, r['threads']))} | {reached} |")
+    return out + [""]
 
 
 def _splice(text: str, start: str, end: str, body: str, where) -> str:
