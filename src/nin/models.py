@@ -79,7 +79,7 @@ class NIN(nn.Module):
                          drop_rate=drop_rate, head=head, bn=bn, init_std=init_std)
         self.name = None  # the registry name, set by build_model
         if head not in ("gap", "fc", "fc_dropout"):
-            raise ValueError(f"unknown head {head!r}: use gap, fc or fc_dropout")
+            raise ConfigError(f"unknown head {head!r}: use gap, fc or fc_dropout")
         self.head_type, self.num_classes, self.init_std = head, num_classes, init_std
         self.in_chans, self.input_size = in_chans, input_size
         feats, c, size = [], in_chans, input_size
@@ -121,7 +121,7 @@ class NIN(nn.Module):
             elif init == "kaiming":
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             else:
-                raise ValueError(f"unknown init {init!r}: use paper or kaiming")
+                raise ConfigError(f"unknown init {init!r}: use paper or kaiming")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
 
@@ -172,7 +172,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def model_info(name: str) -> dict:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _REGISTRY[name]
 
 

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .errors import ConfigError
+
 KINDS = ("scale", "standardize", "gcn_zca", "lcn")
 
 
@@ -48,7 +50,7 @@ class Preprocess(nn.Module):
                  zca_bias: float = 0.1, lcn_kernel: int = 7):
         super().__init__()
         if kind not in KINDS:
-            raise ValueError(f"unknown preprocessing {kind!r}; use one of {', '.join(KINDS)}")
+            raise ConfigError(f"unknown preprocessing {kind!r}; use one of {', '.join(KINDS)}")
         self.kind, self.in_chans, self.input_size = kind, in_chans, input_size
         self.zca_bias, self.lcn_kernel = zca_bias, lcn_kernel
         d = in_chans * input_size * input_size

@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from .errors import ConfigError
 from .paper import PAPER_ERROR as P
 from .sweep import collect, fmt, summarize
 
@@ -213,7 +214,7 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
 
 def _splice(text: str, start: str, end: str, body: str, where) -> str:
     if start not in text or end not in text:
-        raise ValueError(f"{where}: no {start} ... {end} markers")
+        raise ConfigError(f"{where}: no {start} ... {end} markers")
     head, rest = text.split(start, 1)
     return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
 

@@ -18,6 +18,7 @@ import os
 import statistics
 from pathlib import Path
 
+from .errors import ConfigError
 from .files import atomic_write
 
 
@@ -26,9 +27,9 @@ def load_spec(path) -> dict:
     try:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable sweep file ({e})") from None
+        raise ConfigError(f"{path}: not a readable sweep file ({e})") from None
     if not isinstance(spec.get("grid", {}), dict) or "out" not in spec:
-        raise ValueError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists")
+        raise ConfigError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists")
     return spec
 
 
