@@ -225,6 +225,19 @@ def test_torch_hub_loads_from_hubconf():
     assert m.name == "nin_cifar10_bn" and m(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     with pytest.raises(ckpt.CheckpointError, match="no pretrained weights for nin_svhn"):
         torch.hub.load(str(repo), "nin_svhn", source="local", pretrained=True)
+    shipped = torch.hub.load(str(repo), "nin_mnist_bn", source="local", pretrained=True)
+    want = hub.create_model("nin_mnist_bn", pretrained=True).state_dict()
+    assert all(torch.equal(v, want[k]) for k, v in shipped.state_dict().items())
+
+
+def test_shipped_weights_record_their_run():
+    """Each shipped network's sidecar names the run it comes from and its test error."""
+    assert "nin_mnist_bn" in hub.shipped()
+    for name in hub.shipped():
+        model, pre, meta = hub.load_pretrained(name)
+        final = meta["result"]["final"]
+        assert model.name == name and final["n"] == 10000 and 0 < final["error"] < 1
+        assert meta["config"]["eval_split"] == "test" and not meta["config"]["subset"]
 
 
 def test_table_cells_name_what_a_run_changed_from_its_recipe():
