@@ -14,7 +14,7 @@ from .sweep import collect, fmt, summarize
 
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
 OFFLINE = "not run: dataset not available offline"
-GPU = "not run (needs the GPU)"
+GPU = "not run yet"
 
 # (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
 MAIN = [
@@ -72,7 +72,9 @@ def cell(row: dict) -> str:
     what the runs changed from their recipe."""
     minutes = statistics.median(row["wall_s"]) / 60
     changed = changes(row["config"])
-    return (f"{fmt(row)}; {max(row['epochs'])} epochs, {minutes:.0f} min of training each"
+    threads = "/".join(map(str, row.get("threads", []))) or "?"
+    return (f"{fmt(row)}; {max(row['epochs'])} epochs, {minutes:.0f} min of training each "
+            f"({threads} thread{'s' if threads != '1' else ''})"
             + (f"; changed from the recipe: {', '.join(changed)}" if changed else ""))
 
 
@@ -81,6 +83,23 @@ def find(rows, dataset, model, recipe, aug):
         if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe) \
                 and augmented(r) == aug:
             return cell(r)
+    return None
+
+
+def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
+    """A run committed unfinished (metrics and a resume/ checkpoint, no result.json), as what
+    it reached: never extrapolated."""
+    import json
+    for side in sorted(Path(root).glob("results/**/resume/step-*.json")):
+        folder = side.parent.parent
+        c = json.loads(side.read_text())["config"]
+        rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()
+                if x.strip()] if (folder / "metrics.jsonl").is_file() else []
+        done = [r for r in rows if "test_error" in r and not r.get("partial")]
+        if (c["dataset"], c["model"], c["recipe"]) == (dataset, model, recipe) and done and \
+                not (folder / "result.json").exists() and c["eval_split"] == "test":
+            return (f"unfinished: {done[-1]['test_error']:.2f} at epoch {done[-1]['epoch']} of "
+                    f"{c['epochs']} (`{folder.relative_to(root)}`, resumable)")
     return None
 
 
@@ -115,7 +134,7 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
            "|---|---|---|---|---|"]
     for label, ds, aug, paper, pm, mm, best in MAIN:
         missing = OFFLINE if ds in ("cifar100", "svhn") else GPU
-        ours_p = find(full, ds, pm, "paper", aug) or missing
+        ours_p = find(full, ds, pm, "paper", aug) or unfinished(root, ds, pm, "paper") or missing
         ours_m = "— (the modern recipe augments)" if mm is None else \
             (find(full, ds, mm, "modern", True) or missing)
         out.append(f"| {label} | {paper} | {ours_p} | {ours_m} | {best} |")

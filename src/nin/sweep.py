@@ -96,7 +96,8 @@ def summarize(results: list[dict]) -> list[dict]:
                          mean=statistics.fmean(errs),
                          std=statistics.stdev(errs) if len(errs) > 1 else 0.0,
                          errors=errs, wall_s=[r["wall_s"] for r in runs],
-                         epochs=[r["epochs_run"] for r in runs], config=c))
+                         epochs=[r["epochs_run"] for r in runs], config=c,
+                         threads=sorted({r["env"]["threads"] for r in runs})))
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))
 
 
