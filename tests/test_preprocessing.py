@@ -111,3 +111,34 @@ def test_flip_alone_and_no_op():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown preprocessing"):
         Preprocess("whiten")
+
+
+def test_augment_crop_is_a_window_of_the_padded_image():
+    # progressive resizing: each crop must be a contiguous size x size window of the image
+    # padded by `translate`, at a position drawn per image
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8) + 1
+    g = torch.Generator().manual_seed(0)
+    out = augment(x, translate=2, size=5, generator=g)
+    assert out.shape == (2, 3, 5, 5)
+    xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        hits = [(dy, dx) for dy in range(8) for dx in range(8)
+                if torch.equal(xp[i, :, dy:dy + 5, dx:dx + 5], out[i])]
+        assert len(hits) == 1
+
+
+def test_augment_full_size_draws_unchanged():
+    # size == the image side must draw exactly as plain translation did (resumable runs)
+    x = torch.randn(4, 1, 6, 6)
+    a = augment(x, translate=2, generator=torch.Generator().manual_seed(3))
+    b = augment(x, translate=2, generator=torch.Generator().manual_seed(3), size=6)
+    assert torch.equal(a, b)
+
+
+def test_crop_settings_are_checked():
+    from nin.config import make_config
+    from nin.errors import ConfigError
+    with pytest.raises(ConfigError, match="crop-size"):
+        make_config("modern", "cifar10", crop_epochs=3)
+    with pytest.raises(ConfigError, match="32x32"):
+        make_config("modern", "cifar10", crop_size=40, crop_epochs=3)

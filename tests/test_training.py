@@ -26,16 +26,18 @@ def _weights(out):
     return model.state_dict(), meta
 
 
-@pytest.mark.parametrize("recipe", ["paper", "modern"])
-def test_resumed_run_equals_uninterrupted(tmp_path, recipe):
+@pytest.mark.parametrize("recipe,kw", [("paper", {}), ("modern", {}),
+                                       # progressive resizing: cut in the crop epoch and after
+                                       ("modern", dict(crop_size=20, crop_epochs=1))])
+def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     quiet = dict(log=lambda *_: None, progress=False)
-    full = train(_cfg(tmp_path, "full", recipe), **quiet)
+    full = train(_cfg(tmp_path, "full", recipe, **kw), **quiet)
     # the same run killed twice: inside epoch 1 and inside epoch 2, resumed each time
-    r = train(_cfg(tmp_path, "cut", recipe, max_steps=3), **quiet)
+    r = train(_cfg(tmp_path, "cut", recipe, max_steps=3, **kw), **quiet)
     assert r["finished"] is False
-    r = train(_cfg(tmp_path, "cut", recipe, max_steps=13), resume=True, **quiet)
+    r = train(_cfg(tmp_path, "cut", recipe, max_steps=13, **kw), resume=True, **quiet)
     assert r["finished"] is False
-    cut = train(_cfg(tmp_path, "cut", recipe), resume=True, **quiet)
+    cut = train(_cfg(tmp_path, "cut", recipe, **kw), resume=True, **quiet)
     a, _ = _weights(tmp_path / "full")
     b, meta = _weights(tmp_path / "cut")
     assert meta["step"] == 16 and meta["epoch"] == 2

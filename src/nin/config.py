@@ -60,6 +60,9 @@ class TrainConfig:
                          choices=("scale", "standardize", "gcn_zca", "lcn"))
     translate: int = _f(0, "augmentation: random shifts of up to this many pixels")
     flip: bool = _f(False, "augmentation: random horizontal flips")
+    crop_size: int | None = _f(None, "progressive resizing: train the first --crop-epochs "
+                               "epochs on random crops of this side (e.g. 24 of 32)")
+    crop_epochs: int = _f(0, "progressive resizing: epochs on --crop-size crops, then full size")
     tta: bool = _f(False, "evaluate with flip test-time augmentation")
     seed: int = _f(0, "seed of the init, the data order, augmentation and dropout")
     # ---- checkpoints and logging
@@ -76,6 +79,14 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the network (eager if compiling fails)")
     compile_mode: str = _f("default", "torch.compile mode; reduce-overhead captures CUDA graphs",
                            choices=("default", "reduce-overhead", "max-autotune"))
+
+    def __post_init__(self):
+        side = DATASETS.get(self.dataset, {}).get("size")
+        if self.crop_epochs and not self.crop_size:
+            raise ConfigError("--crop-epochs needs --crop-size (the side of the random crops)")
+        if self.crop_size is not None and side and not 8 <= self.crop_size <= side:
+            raise ConfigError(f"--crop-size {self.crop_size}: {self.dataset} images are "
+                              f"{side}x{side}; use a side from 8 to {side}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

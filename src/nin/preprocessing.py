@@ -107,22 +107,31 @@ class Preprocess(nn.Module):
 
 def augment(x: torch.Tensor, translate: int = 0, flip: bool = False,
             generator: torch.Generator | None = None, part: slice | None = None,
-            total: int | None = None) -> torch.Tensor:
+            total: int | None = None, size: int | None = None) -> torch.Tensor:
     """Random translation by up to `translate` pixels (zero padding, i.e. the data mean after
     preprocessing) and random horizontal flips, drawn per image, for a batch on any device.
+    `size` < the image's side takes a random size x size crop of the padded image instead
+    (progressive resizing: a fully convolutional net with global pooling takes any size).
 
     x may be the rows `part` of a global batch of `total` images (a distributed rank's shard):
     the draws are made for the whole batch, so the shard is augmented as the whole would be."""
     n, c, h, w = x.shape
     part = part or slice(0, n)
     total = total or n
-    if translate > 0:
+    size = size or h
+    if size > h or size > w:
+        raise ValueError(f"crop size {size} is larger than the {h}x{w} images")
+    if translate > 0 or size < h:
         p = translate
         xp = F.pad(x, (p, p, p, p))
-        dy = torch.randint(0, 2 * p + 1, (total,), device=x.device, generator=generator)[part]
-        dx = torch.randint(0, 2 * p + 1, (total,), device=x.device, generator=generator)[part]
-        rows = (torch.arange(h, device=x.device)[None] + dy[:, None])[:, None, :, None]
-        cols = (torch.arange(w, device=x.device)[None] + dx[:, None])[:, None, None, :]
+        # with size == h this is a shift of -p..p: the same draws as before crops existed
+        dy = torch.randint(0, h + 2 * p - size + 1, (total,), device=x.device,
+                           generator=generator)[part]
+        dx = torch.randint(0, w + 2 * p - size + 1, (total,), device=x.device,
+                           generator=generator)[part]
+        span = torch.arange(size, device=x.device)[None]
+        rows = (span + dy[:, None])[:, None, :, None]  # (n, 1, size, 1)
+        cols = (span + dx[:, None])[:, None, None, :]  # (n, 1, 1, size)
         chans = torch.arange(c, device=x.device)[None, :, None, None]
         x = xp[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
     if flip:

@@ -372,8 +372,9 @@ def _next_batch(run: Run, perm):
     cfg, i = run.cfg, run.state.step_in_epoch
     local = dist.shard(cfg.batch_size)
     idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][local]
+    size = cfg.crop_size if run.state.epoch < cfg.crop_epochs else None
     x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
-                part=local, total=cfg.batch_size)
+                part=local, total=cfg.batch_size, size=size)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, run.train_ds.labels[idx]
