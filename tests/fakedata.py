@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import sys
 import pickle
 import tarfile
 from pathlib import Path
@@ -124,3 +125,11 @@ def write_svhn(root: Path, n: dict | None = None) -> dict:
         (folder / f"{part}_32x32.mat").write_bytes(buf.getvalue())
         sums[f"svhn/{part}_32x32.mat"] = _md5(folder / f"{part}_32x32.mat")
     return sums
+
+
+def small_train_cmd(out, *extra) -> list:
+    """`nin train` as a subprocess on 384 images of the shipped MNIST sample, checkpointing
+    every 3 steps: the runs the kill and resume tests interrupt."""
+    return [sys.executable, "-m", "nin", "train", "--dataset", "mnist-sample", "--subset", "384",
+            "--eval-subset", "100", "--batch-size", "32", "--epochs", "2", "--ckpt-every", "3",
+            "--no-progress", "--out", str(out), *extra]

@@ -11,6 +11,7 @@ import fakedata
 from nin import checkpoint as ckpt
 from nin import hub
 from nin.cli import main
+from nin.errors import ConfigError
 from nin.evaluation import ImageError, load_image
 from nin.models import build_model
 from nin.preprocessing import Preprocess
@@ -228,6 +229,12 @@ def test_torch_hub_loads_from_hubconf():
     shipped = torch.hub.load(str(repo), "nin_mnist_bn", source="local", pretrained=True)
     want = hub.create_model("nin_mnist_bn", pretrained=True).state_dict()
     assert all(torch.equal(v, want[k]) for k, v in shipped.state_dict().items())
+    # shipped weights have fixed settings: asking for others is an error, not a silent ignore
+    with pytest.raises(ConfigError, match="100 classes|num_classes"):
+        hub.create_model("nin_mnist_bn", pretrained=True, num_classes=100)
+    with pytest.raises(ConfigError, match="drop_rate"):
+        hub.create_model("nin_mnist_bn", pretrained=True, drop_rate=0.1)
+    assert hub.create_model("nin_mnist_bn", pretrained=True, num_classes=10).num_classes == 10
 
 
 def test_shipped_weights_record_their_run():

@@ -5,7 +5,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tarfile
 import time
 
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 
 import fakedata
+from fakedata import small_train_cmd
 import nin.training
 from nin import checkpoint as ckpt
 from nin.data import DataError, load_dataset
@@ -146,12 +146,6 @@ def test_checkpoints_never_unpickle(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- training faults
-def _cli(out, *extra):
-    return [sys.executable, "-m", "nin", "train", "--dataset", "mnist-sample", "--subset", "384",
-            "--eval-subset", "100", "--batch-size", "32", "--epochs", "2", "--ckpt-every", "3",
-            "--translate", "2", "--no-progress", "--out", str(out), *extra]
-
-
 def _kill_after_next_checkpoint(p, folder, seen: set, delay: float) -> bool:
     """SIGKILL p `delay` seconds after a checkpoint not in `seen` appears; False if p ended."""
     while p.poll() is None:
@@ -170,13 +164,13 @@ def test_sigkill_after_checkpoints_then_resume_equals_uninterrupted(tmp_path):
     """Killed three times, each a random moment after a new checkpoint appears (inside the
     writer, between steps, mid-step), then resumed to the end: the same weights."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    subprocess.run(_cli(tmp_path / "full"), check=True, capture_output=True, env=env,
-                   timeout=300)
+    subprocess.run(small_train_cmd(tmp_path / "full", "--translate", "2"), check=True,
+                   capture_output=True, env=env, timeout=300)
     rng, seen, kills = random.Random(0), set(), 0
     cut = tmp_path / "cut"
     for _ in range(10):
-        p = subprocess.Popen(_cli(cut, "--resume"), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=env)
+        p = subprocess.Popen(small_train_cmd(cut, "--translate", "2", "--resume"),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         if kills < 3 and _kill_after_next_checkpoint(p, cut, seen, rng.uniform(0.0, 0.4)):
             kills += 1
             continue

@@ -5,13 +5,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from fakedata import small_train_cmd
 from nin import checkpoint as ckpt
 from nin.config import make_config
 from nin.errors import ConfigError
@@ -84,16 +84,10 @@ def test_the_optimizers_whole_state_is_saved_and_restored(tmp_path):
     assert fresh.param_groups[0]["momentum"] == 0.5
 
 
-def _cli(out, *extra):
-    return [sys.executable, "-m", "nin", "train", "--dataset", "mnist-sample", "--subset", "384",
-            "--eval-subset", "100", "--batch-size", "32", "--epochs", "2", "--ckpt-every", "3",
-            "--no-progress", "--out", str(out), *extra]
-
-
 def test_sigterm_writes_a_checkpoint_and_exits_75(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.Popen(_cli(tmp_path / "t"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env=env, text=True)
+    p = subprocess.Popen(small_train_cmd(tmp_path / "t"), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env, text=True)
     deadline = time.time() + 120
     while not list((tmp_path / "t").glob("checkpoints/step-*.json")):
         assert p.poll() is None and time.time() < deadline, p.stderr.read()
@@ -105,8 +99,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_75(tmp_path):
     assert "Traceback" not in err
     meta = json.loads(ckpt.latest_checkpoint(tmp_path / "t").read_text())
     assert meta["reason"] == "SIGTERM"
-    r = subprocess.run(_cli(tmp_path / "t", "--resume"), env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(small_train_cmd(tmp_path / "t", "--resume"), env=env, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0 and (tmp_path / "t/result.json").exists(), r.stderr
 
 

@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from .checkpoint import load_checkpoint, read_sidecar, resolve, sha256_file
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .files import atomic_write
 from .models import NIN, build_model, list_models
 
@@ -33,6 +33,11 @@ def create_model(name: str, pretrained: bool = False, num_classes: int | None = 
     if not pretrained:
         return build_model(name, num_classes=num_classes, **kwargs)
     model, _, _ = load_pretrained(name)
+    if num_classes not in (None, model.num_classes) or kwargs:
+        # a silent mismatch would hand back another network than the one asked for
+        raise ConfigError(f"pretrained {name} has {model.num_classes} classes and fixed "
+                          f"settings; drop num_classes/{', '.join(kwargs) or 'kwargs'} or "
+                          "use pretrained=False and load weights yourself")
     return model
 
 
