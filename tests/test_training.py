@@ -101,6 +101,10 @@ def test_resume_refuses_another_config(tmp_path):
     train(_cfg(tmp_path, "x", max_steps=2), log=lambda *_: None, progress=False)
     with pytest.raises(ValueError, match="config differs.*lr"):
         train(_cfg(tmp_path, "x", lr=0.05), resume=True, log=lambda *_: None, progress=False)
+    # when to evaluate does not change the training: a resumed run may change it
+    r = train(_cfg(tmp_path, "x", eval_every=2, max_steps=3), resume=True,
+              log=lambda *_: None, progress=False)
+    assert r["steps"] == 3
 
 
 def test_unwritable_output_is_reported_before_training(tmp_path):

@@ -152,10 +152,11 @@ def config_from_json(path) -> TrainConfig:
 
 
 # ---------------------------------------------------------------- resuming
-# Settings a resumed run may change: where and how fast it runs, and when it stops or saves.
+# Settings a resumed run may change: where and how fast it runs, and when it stops, saves or
+# evaluates (a long run evaluates rarely early on, every epoch near the end).
 # `epochs` too, except on a one-cycle schedule, whose whole curve depends on it.
 FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
-                  "ckpt_every", "epochs")
+                  "ckpt_every", "eval_every", "epochs")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:
