@@ -39,7 +39,8 @@ def seconds_to_target(history: list, target: float):
 
 
 def from_runs(folders) -> list:
-    """One row per (dataset, model) of the finished runs in `folders` (test-set runs only)."""
+    """One row per dataset, model, recipe and schedule length among the finished runs in
+    `folders` (test-set runs only): a short schedule is its own row, not a seed of a long one."""
     groups = {}
     for folder in folders:
         f = Path(folder) / "result.json"
@@ -49,9 +50,10 @@ def from_runs(folders) -> list:
         c = r["config"]
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
-        groups.setdefault((c["dataset"], c["model"]), []).append((folder, r))
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"])
+        groups.setdefault(key, []).append((folder, r))
     rows = []
-    for (dataset, model), runs in sorted(groups.items()):
+    for (dataset, model, recipe, epochs), runs in sorted(groups.items()):
         target = TARGETS[dataset]
         per_seed = []
         for folder, r in runs:
@@ -59,12 +61,12 @@ def from_runs(folders) -> list:
             per_seed.append(dict(seed=r["config"]["seed"], seconds=sec, epoch=epoch,
                                  final_error=r["final"]["error"], run=str(folder)))
         times = [p["seconds"] for p in per_seed]
-        rows.append(dict(dataset=dataset, model=model, recipe=runs[0][1]["config"]["recipe"],
+        rows.append(dict(dataset=dataset, model=model, recipe=recipe,
                          target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
                          threads=sorted({r["env"]["threads"] for _, r in runs}),
-                         epochs=runs[0][1]["config"]["epochs"], per_seed=per_seed))
+                         epochs=epochs, per_seed=per_seed))
     return rows
 
 
@@ -75,7 +77,8 @@ def cpu_mode(folders) -> int:
         return 1
     flat = [dict(r, seeds=",".join(map(str, r["seeds"])),
                  threads=",".join(map(str, r["threads"]))) for r in rows]
-    table(flat, ["dataset", "model", "recipe", "target_error", "seconds", "seeds", "threads"])
+    table(flat, ["dataset", "model", "recipe", "epochs", "target_error", "seconds", "seeds",
+                 "threads"])
     write("time_to_accuracy_cpu", dict(benchmark="time_to_accuracy_cpu", rows=rows,
                                        env=environment(torch.device("cpu"))))
     return 0

@@ -220,13 +220,14 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         return ["Time to the paper's error on the CPU: not measured yet.", ""]
     out = [f"Training time on the CPU until the first epoch at or below the paper's test error "
            f"(median over seeds, evaluation excluded; `{f.relative_to(root)}`):", "",
-           "| dataset | model | recipe | target | time | seeds | threads | epochs reached |",
-           "|---|---|---|---|---|---|---|---|"]
+           "| dataset | model | recipe | schedule | target | time | seeds | threads | "
+           "reached at epoch |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for r in json.loads(f.read_text())["rows"]:
-        reached = [p["epoch"] for p in r["per_seed"]]
+        reached = ", ".join("—" if p["epoch"] is None else str(p["epoch"]) for p in r["per_seed"])
         t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
-        out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {r['target_error']} % | "
-                   f"{t} | {','.join(map(str, r['seeds']))} | "
+        out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {r['epochs']} epochs | "
+                   f"{r['target_error']} % | {t} | {','.join(map(str, r['seeds']))} | "
                    f"{','.join(map(str, r['threads']))} | {reached} |")
     return out + [""]
 
