@@ -259,3 +259,18 @@ def test_table_cells_name_what_a_run_changed_from_its_recipe():
     assert cell(row) == ("0.50 (1 seed); 20 epochs, 10 min of training each (2 threads); "
                          "changed from the recipe: init kaiming, lr 0.01, schedule step, "
                          "milestones 12,17, epochs 20")
+
+
+def test_table_cell_shows_the_headline_runs_not_a_short_one():
+    """Three seeds of the full schedule outrank one short time-to-accuracy run of the same
+    network and recipe, whatever the order they are found in."""
+    from nin.config import make_config
+    from nin.report import find
+    full = make_config("modern", "mnist").to_dict()
+    short = make_config("modern", "mnist", epochs=7).to_dict()
+    common = dict(dataset="mnist", model="nin_mnist_bn", recipe="modern", translate=2,
+                  flip=False, std=0.0, wall_s=[600.0], threads=[2])
+    rows = [dict(common, mean=0.38, n=1, epochs=[7], config=short),
+            dict(common, mean=0.28, n=3, epochs=[12] * 3, config=full)]
+    for order in (rows, rows[::-1]):
+        assert find(order, "mnist", "nin_mnist_bn", "modern", True).startswith("0.28")
