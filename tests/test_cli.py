@@ -165,6 +165,16 @@ def test_packaged_weights_load_by_name(trained, tmp_path, monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)["error"] == pytest.approx(stated, abs=0.05)
     with pytest.raises(ckpt.CheckpointError, match="not nin_cifar10"):
         hub.package(root / "run", "nin_cifar10", tmp_path / "weights")
+    # fp16 shipping: about half the bytes, the same network to fp16 rounding, preprocessing fp32
+    half = hub.package(root / "run", "nin_mnist", tmp_path / "half", half=True)
+    assert json.loads(half.read_text())["dtype"] == "float16"
+    size = half.with_suffix(".safetensors").stat().st_size
+    assert size < 0.6 * (tmp_path / "weights/nin_mnist.safetensors").stat().st_size
+    monkeypatch.setattr(hub, "WEIGHTS_DIR", tmp_path / "half")
+    m16, pre16, _ = hub.load_pretrained("nin_mnist")
+    for k, v in m16.state_dict().items():
+        assert v.dtype == want[k].dtype, k  # loading casts back to fp32
+        assert torch.equal(v, want[k].half().to(want[k].dtype)), k
 
 
 # ---------------------------------------------------------------- the CLI and its boundary

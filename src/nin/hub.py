@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors.torch import load_file, save
+
 from .checkpoint import load_checkpoint, read_sidecar, resolve, sha256_file
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
@@ -63,10 +65,19 @@ def load_weights_arg(weights: str, model: str | None = None, map_location="cpu")
     return load_checkpoint(weights, map_location)
 
 
-def package(run, name: str, out_dir: Path | None = None) -> Path:
+def _half(weights: Path) -> bytes:
+    """The network's float tensors in fp16 (half the bytes; loading casts them back to fp32).
+    The preprocessing stays fp32: it is a few bytes and sets the input scale."""
+    t = load_file(str(weights))
+    return save({k: v.half() if k.startswith("model.") and v.is_floating_point() else v
+                 for k, v in t.items()})
+
+
+def package(run, name: str, out_dir: Path | None = None, half: bool = False) -> Path:
     """Copy a run's final weights (with its preprocessing) into the package's weights folder as
     NAME.safetensors + NAME.json, keeping the config and the run's final test error, so that
-    create_model(name, pretrained=True) and `nin eval --weights pretrained` find them."""
+    create_model(name, pretrained=True) and `nin eval --weights pretrained` find them.
+    half=True stores the network in fp16: check its test error against the run's."""
     out_dir = Path(out_dir or WEIGHTS_DIR)
     sidecar = resolve(run)
     meta = read_sidecar(sidecar)
@@ -76,10 +87,12 @@ def package(run, name: str, out_dir: Path | None = None) -> Path:
     result = json.loads(result_file.read_text()) if result_file.is_file() else None
     weights = out_dir / f"{name}.safetensors"
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(weights, (sidecar.parent / meta["files"]["weights"]["name"]).read_bytes())
+    src = sidecar.parent / meta["files"]["weights"]["name"]
+    atomic_write(weights, _half(src) if half else src.read_bytes())
     record = {k: meta[k] for k in ("format", "model", "num_classes", "arch", "preprocess",
                                    "step", "config", "model_kwargs", "classes") if k in meta}
     record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
+    record["dtype"] = "float16" if half else "float32"
     if result is not None:
         record["result"] = {k: result[k] for k in ("final", "epochs_run", "wall_s", "env")
                             if k in result}
