@@ -2,8 +2,14 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Inductor compiles CPU kernels in a pool of worker processes by default; a cold-cache run of
+# the compile tests here once died with a segfault there (1 in 4 fresh clones). Compiling in
+# the main process avoids that pool (pytorch/pytorch#135120 suggests the same). It must be set
+# before torch._inductor.config is first imported.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
