@@ -51,7 +51,8 @@ def augmented(row) -> bool:
 
 # Training settings a table cell names when a run changed them from its recipe's defaults.
 RECIPE_FIELDS = ("init", "lr", "batch_size", "schedule", "milestones", "epochs", "weight_decay",
-                 "drop_rate", "label_smoothing", "translate", "flip", "preprocess", "momentum")
+                 "drop_rate", "label_smoothing", "translate", "flip", "preprocess", "momentum",
+                 "warmup_epochs", "crop_size", "crop_epochs")
 
 
 def changes(config: dict) -> list[str]:
@@ -110,13 +111,17 @@ def pilots_table(results: list[dict], root: Path) -> list[str]:
         return []
     out = ["", "Pilots on the validation split (trained on `train-val`, scored on `val`, the last "
            "10,000 training images): the settings above were chosen here, never on the test "
-           "set.", "", "| run | model | recipe | batch | lr | epochs | val error, last epoch | "
-           "best (epoch) |", "|---|---|---|---|---|---|---|---|"]
+           "set.", "", "| run | model | recipe | train images | batch | lr | epochs | crops | "
+           "val error, last epoch | best (epoch) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(pilots, key=lambda r: r["path"]):
         c, h = r["config"], [e for e in r["history"] if "test_error" in e]
         best = min(h, key=lambda e: e["test_error"])
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {c['batch_size']} | "
-                   f"{c['lr']} | {r['epochs_run']} | {r['final']['error']:.2f} % | "
+        crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
+                 else "—")
+        n = f"{c['subset']:,}" if c.get("subset") else "all"
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {n} | "
+                   f"{c['batch_size']} | {c['lr']} | {r['epochs_run']} | {crops} | "
+                   f"{r['final']['error']:.2f} % ({r['final']['n']:,} images) | "
                    f"{best['test_error']:.2f} % ({best['epoch']}) |")
     return out
 
