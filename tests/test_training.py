@@ -104,7 +104,7 @@ def test_resume_refuses_another_config(tmp_path):
     # when to evaluate does not change the training: a resumed run may change it
     r = train(_cfg(tmp_path, "x", eval_every=2, max_steps=3), resume=True,
               log=lambda *_: None, progress=False)
-    assert r["steps"] == 3
+    assert r["step"] == 3 and r["finished"] is False
 
 
 def test_unwritable_output_is_reported_before_training(tmp_path):
