@@ -8,12 +8,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from nin.errors import NinError  # noqa: E402
 from nin.hub import package  # noqa: E402
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if a != "--half"]
     if len(args) != 2:
         sys.exit(__doc__)
-    path = package(args[0], args[1], half="--half" in sys.argv[1:])
+    try:
+        path = package(args[0], args[1], half="--half" in sys.argv[1:])
+    except NinError as e:  # a bad run folder or name: one line, not a traceback
+        sys.exit(f"error: {e}")
     print(f"wrote {path} and {path.with_suffix('.safetensors')} "
           f"({path.with_suffix('.safetensors').stat().st_size / 2**20:.1f} MiB)")

@@ -265,6 +265,9 @@ def test_table_cells_name_what_a_run_changed_from_its_recipe():
     assert changes(paper) == ["init kaiming", "lr 0.01", "schedule step", "milestones 12,17",
                               "epochs 20"]  # the seed and the folder are not recipe changes
     assert changes(make_config("modern", "mnist", seed=2, out="x").to_dict()) == []
+    older = make_config("modern", "mnist").to_dict()
+    del older["crop_size"], older["crop_epochs"]  # a run from before these fields existed
+    assert changes(older) == []
     row = dict(mean=0.5, std=0.0, n=1, wall_s=[600.0], epochs=[20], config=paper, threads=[2])
     assert cell(row) == ("0.50 (1 seed); 20 epochs, 10 min of training each (2 threads); "
                          "changed from the recipe: init kaiming, lr 0.01, schedule step, "

@@ -61,7 +61,7 @@ def changes(config: dict) -> list[str]:
     base = make_config(config["recipe"], config["dataset"]).to_dict()
     out = []
     for k in RECIPE_FIELDS:
-        v, b = config.get(k), base[k]
+        v, b = config.get(k, base[k]), base[k]  # older runs lack newer fields: defaults
         if (list(v) if isinstance(v, (list, tuple)) else v) != \
                 (list(b) if isinstance(b, (list, tuple)) else b):
             out.append(f"{k} {','.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
