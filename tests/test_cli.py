@@ -244,6 +244,8 @@ def test_torch_hub_loads_from_hubconf():
         hub.create_model("nin_mnist_bn", pretrained=True, num_classes=100)
     with pytest.raises(ConfigError, match="drop_rate"):
         hub.create_model("nin_mnist_bn", pretrained=True, drop_rate=0.1)
+    with pytest.raises(ConfigError, match="drop_rate"):  # refused before any file is read
+        hub.create_model("nin_svhn", pretrained=True, drop_rate=0.1)
     assert hub.create_model("nin_mnist_bn", pretrained=True, num_classes=10).num_classes == 10
 
 

@@ -34,12 +34,15 @@ def create_model(name: str, pretrained: bool = False, num_classes: int | None = 
     """A registered network; pretrained=True loads the weights shipped for it (eval mode)."""
     if not pretrained:
         return build_model(name, num_classes=num_classes, **kwargs)
+    # a silent mismatch would hand back another network than the one asked for
+    if kwargs:
+        raise ConfigError(f"pretrained {name} has fixed settings; drop {', '.join(kwargs)} "
+                          "or use pretrained=False and load weights yourself")
     model, _, _ = load_pretrained(name)
-    if num_classes not in (None, model.num_classes) or kwargs:
-        # a silent mismatch would hand back another network than the one asked for
-        raise ConfigError(f"pretrained {name} has {model.num_classes} classes and fixed "
-                          f"settings; drop num_classes/{', '.join(kwargs) or 'kwargs'} or "
-                          "use pretrained=False and load weights yourself")
+    if num_classes not in (None, model.num_classes):
+        raise ConfigError(f"pretrained {name} has {model.num_classes} classes, not "
+                          f"{num_classes}; drop num_classes or use pretrained=False and "
+                          "load weights yourself")
     return model
 
 
