@@ -289,3 +289,25 @@ def test_table_cell_shows_the_headline_runs_not_a_short_one():
             dict(common, mean=0.28, n=3, epochs=[12] * 3, config=full)]
     for order in (rows, rows[::-1]):
         assert find(order, "mnist", "nin_mnist_bn", "modern", True).startswith("0.28")
+
+
+def test_time_to_accuracy_rows_from_runs(tmp_path):
+    """The CPU time-to-accuracy row: training seconds to the first epoch at the paper's error,
+    and the published schedules priced at the measured full-size epoch (crop epochs excluded)."""
+    import importlib
+    from pathlib import Path
+
+    from nin.config import make_config
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    tta = importlib.import_module("time_to_accuracy")
+    cfg = make_config("modern", "cifar10", epochs=4, crop_size=24, crop_epochs=2).to_dict()
+    errors = [40.0, 20.0, 8.81, 8.5]
+    history = [dict(epoch=e + 1, time_s=t, test_error=err)
+               for e, (t, err) in enumerate(zip([100, 100, 180, 200], errors))]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text(json.dumps(dict(
+        config=cfg, history=history, final=dict(error=8.5), env=dict(threads=2))))
+    [row] = tta.from_runs([tmp_path / "run", tmp_path / "missing"])
+    assert (row["dataset"], row["seconds"], row["per_seed"][0]["epoch"]) == ("cifar10", 380, 3)
+    assert row["full_size_epoch_s"] == 190  # the median of epochs 3 and 4, not the crops
+    assert [(p["epochs"], p["hours"]) for p in row["published"]][-1] == (307, 16.2)

@@ -234,6 +234,12 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {r['epochs']} epochs | "
                    f"{r['target_error']} % | {t} | {','.join(map(str, r['seeds']))} | "
                    f"{','.join(map(str, r['threads']))} | {reached} |")
+    for r in json.loads(f.read_text())["rows"]:
+        if r.get("published"):  # the published schedules, priced at this run's epoch time
+            out += ["", f"The published {r['dataset']} schedules at the {r['model']} run's "
+                    f"measured full-size epoch ({r['full_size_epoch_s']:.0f} s): "
+                    + "; ".join(f"{p['source']}, {p['epochs']} epochs: {p['hours']} h"
+                                for p in r["published"]) + "."]
     return out + [""]
 
 
