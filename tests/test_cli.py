@@ -311,3 +311,21 @@ def test_time_to_accuracy_rows_from_runs(tmp_path):
     assert (row["dataset"], row["seconds"], row["per_seed"][0]["epoch"]) == ("cifar10", 380, 3)
     assert row["full_size_epoch_s"] == 190  # the median of epochs 3 and 4, not the crops
     assert [(p["epochs"], p["hours"]) for p in row["published"]][-1] == (307, 16.2)
+
+
+def test_an_unfinished_run_shows_what_it_reached(tmp_path):
+    """A run committed mid-way (metrics and resume/, no result.json) fills its table cell with
+    its last evaluated error and epoch, never a projection; a finished one does not."""
+    from nin.config import make_config
+    from nin.report import unfinished
+    run = tmp_path / "results" / "cpu" / "r"
+    (run / "resume").mkdir(parents=True)
+    cfg = make_config("modern", "cifar10", epochs=75).to_dict()
+    (run / "resume" / "step-00000010.json").write_text(json.dumps(dict(config=cfg)))
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        dict(epoch=5, test_error=30.0), dict(epoch=6), dict(epoch=6.5, partial=True)]))
+    cell = unfinished(tmp_path, "cifar10", cfg["model"], "modern")
+    assert cell.startswith("unfinished: 30.00 at epoch 5 of 75")
+    assert unfinished(tmp_path, "cifar10", cfg["model"], "paper") is None
+    (run / "result.json").write_text("{}")
+    assert unfinished(tmp_path, "cifar10", cfg["model"], "modern") is None

@@ -30,7 +30,6 @@ import torch
 from .errors import DataError
 from .files import file_digest
 from .paper import DATASETS as _FACTS
-from .paper import num_classes  # noqa: F401 - data.num_classes, as before
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 

@@ -141,7 +141,7 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
         missing = OFFLINE if ds in ("cifar100", "svhn") else GPU
         ours_p = find(full, ds, pm, "paper", aug) or unfinished(root, ds, pm, "paper") or missing
         ours_m = "— (the modern recipe augments)" if mm is None else \
-            (find(full, ds, mm, "modern", True) or missing)
+            (find(full, ds, mm, "modern", True) or unfinished(root, ds, mm, "modern") or missing)
         out.append(f"| {label} | {paper} | {ours_p} | {ours_m} | {best} |")
     out += ["", "Ablations on CIFAR-10 (no augmentation, the paper's recipe):", "",
             "| | paper | ours |", "|---|---|---|"]
