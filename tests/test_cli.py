@@ -67,6 +67,28 @@ def test_train_then_eval_json(trained, capsys):
     assert "confusion matrix" in capsys.readouterr().out
 
 
+def test_eval_uses_flip_tta_as_the_run_did(tmp_path, fake_md5, capsys):
+    """`nin eval` without --tta/--no-tta evaluates as the run did, so that it reproduces the
+    run's error (the modern CIFAR recipe trains with flip TTA; the CI check of shipped weights
+    runs plain `nin eval --weights pretrained --model NAME`)."""
+    fake_md5("mnist", fakedata.write_mnist(tmp_path / "data", 128, 64))
+    run = tmp_path / "run"
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"),
+                 "--epochs", "1", "--batch-size", "32", "--out", str(run), "--no-progress",
+                 "--init", "kaiming", "--tta"]) == 0
+    stated = json.loads((run / "result.json").read_text())["final"]["error"]
+    got = {}
+    for flag in ([], ["--no-tta"], ["--tta"]):
+        capsys.readouterr()
+        assert main(["eval", "--weights", str(run), "--data-dir", str(tmp_path / "data"),
+                     "--json"] + flag) == 0
+        out = json.loads(capsys.readouterr().out)
+        got[tuple(flag)] = out["tta"]
+        if not flag:
+            assert out["error"] == pytest.approx(stated)
+    assert got == {(): True, ("--no-tta",): False, ("--tta",): True}
+
+
 def test_eval_errors_are_clear(tmp_path, capsys):
     assert main(["eval", "--weights", str(tmp_path / "nope")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err

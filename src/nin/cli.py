@@ -113,7 +113,7 @@ def _add_weights_parsers(sub):
     _add_weights(p)
     p.add_argument("--dataset", help="default: the one the weights were trained on")
     p.add_argument("--split", default="test")
-    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+    _add_tta(p)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -123,7 +123,7 @@ def _add_weights_parsers(sub):
     p.add_argument("images", nargs="+")
     _add_weights(p)
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--tta", action="store_true")
+    _add_tta(p)
     p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("maps", help="draw the class confidence maps over images (paper §4.7)")
@@ -168,9 +168,18 @@ def _add_results_parsers(sub):
     p.add_argument("--no-progress", action="store_true")
 
 
+def _add_tta(p):
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average with the mirrored image (default: as the weights were "
+                        "evaluated in training, so that a run's stated error is reproduced)")
+
+
 def _load(args):
     from .hub import load_weights_arg
-    return load_weights_arg(args.weights, args.model)
+    model, pre, meta = load_weights_arg(args.weights, args.model)
+    if getattr(args, "tta", False) is None:
+        args.tta = bool(meta.get("config", {}).get("tta", False))
+    return model, pre, meta
 
 
 def cmd_models(args):
