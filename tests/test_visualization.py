@@ -104,6 +104,8 @@ def test_maps_refuse_fc_models_and_bad_index(tmp_path, run, capsys):
 def test_plot_and_report(run, tmp_path, capsys):
     assert main(["plot", str(run), str(run), "--out", str(tmp_path / "c.png")]) == 0
     assert Image.open(tmp_path / "c.png").size == (700, 420)
+    assert main(["plot", str(tmp_path / "nope"), "--out", str(tmp_path / "d.png")]) == 2
+    assert "nope/metrics.jsonl: no metrics log" in capsys.readouterr().err
     root = tmp_path / "proj"
     (root / "results/x").mkdir(parents=True)
     for f in ("result.json", "metrics.jsonl"):

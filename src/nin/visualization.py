@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError
 from .models import eval_mode
 
 import matplotlib
@@ -19,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 
 @torch.no_grad()
@@ -158,8 +160,8 @@ def plot_runs(runs, path) -> str:
     for i, run in enumerate(runs):
         log = Path(run) / "metrics.jsonl"
         if not log.is_file():
-            raise FileNotFoundError(f"{log}: no metrics log; give run folders written by "
-                                    "`nin train`")
+            raise ConfigError(f"{log}: no metrics log; give run folders written by "
+                              "`nin train`")
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if not r.get("partial")]
         name = Path(run).name
@@ -173,6 +175,8 @@ def plot_runs(runs, path) -> str:
     ax.set_xlabel("epoch")
     ax.set_ylabel("error (%)")
     ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # 30, not 3 x 10^1
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
