@@ -7,6 +7,7 @@ size and learning rate are the configured ones. Only rank 0 writes logs and chec
 """
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -81,7 +82,12 @@ def barrier():
 
 
 def cleanup():
+    """Tear the process group down while Python is fully alive. Left to interpreter exit, a
+    gloo group whose worker threads still hold work can abort the process after training has
+    finished (SIGABRT, "terminate called without an active exception"; seen once in CI; see
+    pytorch/pytorch#179291). DDP's reducer holds the group, so collect it first."""
     if active():
+        gc.collect()
         dist.destroy_process_group()
 
 
