@@ -174,12 +174,14 @@ def _add_tta(p):
                         "evaluated in training, so that a run's stated error is reproduced)")
 
 
+def _tta(args, meta) -> bool:
+    """--tta / --no-tta if given, else what the run evaluated with."""
+    return args.tta if args.tta is not None else bool(meta.get("config", {}).get("tta"))
+
+
 def _load(args):
     from .hub import load_weights_arg
-    model, pre, meta = load_weights_arg(args.weights, args.model)
-    if getattr(args, "tta", False) is None:
-        args.tta = bool(meta.get("config", {}).get("tta", False))
-    return model, pre, meta
+    return load_weights_arg(args.weights, args.model)
 
 
 def cmd_models(args):
@@ -249,18 +251,18 @@ def cmd_eval(args):
         model_info(meta["model"])["dataset"]
     ds = load_dataset(dataset, args.split, args.data_dir)
     device = pick_device(args.device)
-    model, pre = model.to(device), pre.to(device)
+    model, pre, tta = model.to(device), pre.to(device), _tta(args, meta)
     with torch.no_grad():
-        ev = evaluate(model, pre, ds, args.batch_size, tta=args.tta)
+        ev = evaluate(model, pre, ds, args.batch_size, tta=tta)
     out = dict(model=meta["model"], weights=args.weights, dataset=dataset, split=args.split,
                n=ev["n"], error=ev["error"], accuracy=100 - ev["error"], loss=ev["loss"],
-               tta=args.tta, per_class_accuracy=ev["per_class_accuracy"],
+               tta=tta, per_class_accuracy=ev["per_class_accuracy"],
                confusion=ev["confusion"])
     if args.json:
         print(json.dumps(out))
         return 0
     print(f"{out['model']} on {dataset}/{args.split}: {ev['n']:,} images, test error "
-          f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if args.tta else ''})")
+          f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if tta else ''})")
     for name, acc in ev["per_class_accuracy"].items():
         print(f"  {name:12s} {100 * acc:6.2f}%")
     print("confusion matrix (rows: true class, columns: predicted):")
@@ -273,7 +275,8 @@ def cmd_predict(args):
     from .evaluation import predict_images
     model, pre, meta = _load(args)
     classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
-    results = predict_images(model, pre, args.images, classes, args.topk, args.tta)
+    results = predict_images(model, pre, args.images, classes, args.topk,
+                             _tta(args, meta))
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
