@@ -54,7 +54,7 @@ def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, 
 
 
 # Networks whose weights ship in src/nin/weights (trained on this CPU; see results/cpu/).
-SHIPPED = ["nin_mnist", "nin_mnist_bn"]
+SHIPPED = ["nin_mnist", "nin_mnist_bn", "nin_cifar10_bn"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
