@@ -272,13 +272,17 @@ def test_torch_hub_loads_from_hubconf():
 
 
 def test_shipped_weights_record_their_run():
-    """Each shipped network's sidecar names the run it comes from and its test error."""
-    assert "nin_mnist_bn" in hub.shipped()
+    """Each shipped network's sidecar names the run it comes from and its test error, which is
+    within 0.05 points of the paper's (or under it): we ship nothing worse."""
+    from nin.paper import PAPER_ERROR
+    assert {"nin_mnist_bn", "nin_cifar10_bn"} <= set(hub.shipped())
     for name in hub.shipped():
         model, pre, meta = hub.load_pretrained(name)
-        final = meta["result"]["final"]
-        assert model.name == name and final["n"] == 10000 and 0 < final["error"] < 1
-        assert meta["config"]["eval_split"] == "test" and not meta["config"]["subset"]
+        final, c = meta["result"]["final"], meta["config"]
+        augmented = c["dataset"] == "cifar10" and (c["flip"] or c["translate"])
+        paper = PAPER_ERROR[c["dataset"] + ("_aug" if augmented else "")]
+        assert model.name == name and final["n"] == 10000 and 0 < final["error"] <= paper + 0.05
+        assert c["eval_split"] == "test" and not c["subset"]
 
 
 def test_table_cells_name_what_a_run_changed_from_its_recipe():
