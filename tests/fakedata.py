@@ -119,9 +119,10 @@ def write_svhn(root: Path, n: dict | None = None) -> dict:
     sums = {}
     for i, (part, count) in enumerate(n.items()):
         x, y = images(count, 3, 32, 32, seed=i)
-        y_mat = np.where(y == 0, 10, y).astype(np.uint8)[:, None]  # SVHN writes 0 as 10
-        buf = io.BytesIO()
-        scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0), "y": y_mat})
+        y_mat = np.where(y == 0, 10, y).astype(np.float64)[:, None]  # SVHN writes 0 as 10
+        buf = io.BytesIO()  # compressed as the official files are, but test: both forms read
+        scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0), "y": y_mat},
+                         do_compression=part != "test")
         (folder / f"{part}_32x32.mat").write_bytes(buf.getvalue())
         sums[f"svhn/{part}_32x32.mat"] = _md5(folder / f"{part}_32x32.mat")
     return sums

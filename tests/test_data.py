@@ -1,5 +1,6 @@
 import gzip
 import http.server
+import io
 import os
 import pickle
 import threading
@@ -75,6 +76,23 @@ def test_svhn_mat_and_the_paper_split(tmp_path, fake_md5):
     assert len(load_dataset("svhn", "extra", tmp_path)) == 2100
 
 
+def test_mat5_reader_matches_what_scipy_wrote():
+    """Our MAT-file reader (SVHN) gives back what scipy.io.savemat wrote, compressed or not:
+    MATLAB's shapes, column-major order, each array's class; other variables are skipped."""
+    import scipy.io
+    arrays = {"X": np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4), "y": np.eye(3)[:, :2],
+              "s": "text", "c": np.array([1 + 2j])}
+    for compressed in (False, True):
+        buf = io.BytesIO()
+        scipy.io.savemat(buf, arrays, do_compression=compressed)
+        got = data.read_mat5(buf.getvalue(), "f")
+        assert sorted(got) == ["X", "y"]  # the string and the complex array are not numeric reals
+        for k in got:
+            assert got[k].dtype == arrays[k].dtype and np.array_equal(got[k], arrays[k])
+    with pytest.raises(DataError, match="f: not a MATLAB 5 MAT-file"):
+        data.read_mat5(b"MATLAB 7.3 MAT-file" + bytes(200), "f")
+
+
 def test_svhn_val_index_takes_400_and_200_per_class():
     yt, ye = np.arange(5000) % 10, np.arange(3000) % 10
     it, ie = data.svhn_val_index(yt, ye)
@@ -138,9 +156,15 @@ def test_truncated_files_get_a_clear_error_even_unverified(tmp_path, fake_md5):
 def test_corrupt_svhn_and_pickle(tmp_path, fake_md5):
     fakedata.write_svhn(tmp_path, {"train": 20, "test": 5, "extra": 5})
     f = tmp_path / "svhn/train_32x32.mat"
-    f.write_bytes(f.read_bytes()[:300])
-    with pytest.raises(DataError, match="train_32x32.mat: not a readable SVHN"):
+    raw = bytearray(f.read_bytes())
+    raw[200:240] = bytes(range(40))  # garble the middle of the compressed stream
+    f.write_bytes(raw)
+    with pytest.raises(DataError, match="train_32x32.mat: a compressed array is corrupt"):
         load_dataset("svhn", "train", tmp_path, verify=False)
+    t = tmp_path / "svhn/test_32x32.mat"
+    t.write_bytes(t.read_bytes()[:300])
+    with pytest.raises(DataError, match="test_32x32.mat: an element at byte 128 claims"):
+        load_dataset("svhn", "test", tmp_path, verify=False)
     fakedata.write_cifar10_python(tmp_path)
     p = tmp_path / "cifar-10-batches-py/data_batch_1"
     p.write_bytes(p.read_bytes()[:500])

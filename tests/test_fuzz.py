@@ -30,7 +30,16 @@ def _valid_samples() -> dict:
                       .tobytes()),
         "cifar-py": fakedata.cifar_pickle(x, y, "labels"),
         "mat": buf.getvalue(),
+        "mat-compressed": _savemat_compressed(x, y),
     }
+
+
+def _savemat_compressed(x, y) -> bytes:
+    import scipy.io
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0), "y": y[:, None] + 1.0},
+                     do_compression=True)
+    return buf.getvalue()
 
 
 PARSERS = {
@@ -38,6 +47,7 @@ PARSERS = {
     "cifar-bin": lambda d: parse_cifar_binary(d, "f"),
     "cifar-py": lambda d: parse_cifar_pickle(d, "f"),
     "mat": lambda d: parse_svhn_mat(d, "f"),
+    "mat-compressed": lambda d: parse_svhn_mat(d, "f"),
 }
 VALID = _valid_samples()
 
