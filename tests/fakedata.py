@@ -111,19 +111,25 @@ def write_mnist(root: Path, n_train: int = 120, n_test: int = 40, gz: bool = Tru
     return sums
 
 
-def write_svhn(root: Path, n: dict | None = None) -> dict:
+def svhn_mat(x, y, compressed: bool) -> bytes:
+    """A MAT-file as SVHN's: X (32, 32, 3, N) uint8, y (N, 1) float64 with 10 for the digit 0."""
     import scipy.io
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0),
+                           "y": np.where(y == 0, 10, y).astype(np.float64)[:, None]},
+                     do_compression=compressed)
+    return buf.getvalue()
+
+
+def write_svhn(root: Path, n: dict | None = None) -> dict:
     n = n or {"train": 4100, "test": 50, "extra": 2100}
     folder = root / "svhn"
     folder.mkdir(parents=True, exist_ok=True)
     sums = {}
     for i, (part, count) in enumerate(n.items()):
         x, y = images(count, 3, 32, 32, seed=i)
-        y_mat = np.where(y == 0, 10, y).astype(np.float64)[:, None]  # SVHN writes 0 as 10
-        buf = io.BytesIO()  # compressed as the official files are, but test: both forms read
-        scipy.io.savemat(buf, {"X": x.transpose(2, 3, 1, 0), "y": y_mat},
-                         do_compression=part != "test")
-        (folder / f"{part}_32x32.mat").write_bytes(buf.getvalue())
+        # compressed as the official files are, but test: both forms are read
+        (folder / f"{part}_32x32.mat").write_bytes(svhn_mat(x, y, compressed=part != "test"))
         sums[f"svhn/{part}_32x32.mat"] = _md5(folder / f"{part}_32x32.mat")
     return sums
 

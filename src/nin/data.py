@@ -326,9 +326,8 @@ def _mat_elements(buf: bytes, pos: int, order: str, path, name):
         if pos + 8 > len(buf):
             raise DataError(f"{path}: truncated at byte {pos:,}. " + _fix_hint(name))
         typ, n = struct.unpack_from(order + "II", buf, pos)
-        short = struct.unpack_from(order + "I", buf, pos)[0]
-        if short >> 16:  # small data element: size in the high half, type in the low half
-            typ, n = short & 0xFFFF, short >> 16
+        if typ >> 16:  # small data element: size in the high half, type in the low half
+            typ, n = typ & 0xFFFF, typ >> 16
             if n > 4:
                 raise DataError(f"{path}: bad small element at byte {pos:,}. " + _fix_hint(name))
             yield typ, buf[pos + 4: pos + 4 + n]
