@@ -1,10 +1,13 @@
-"""Training throughput (images/s) and achieved FLOP/s as a share of the matmul peak measured in
-the same run: bf16 on CUDA, fp32 on the CPU. Uses the trainer's own step (resident uint8 data,
-preprocessing and augmentation on the device, channels_last; bf16 + fused SGD on CUDA).
+"""Training throughput (images/s) in fp32 and in bf16 autocast, side by side, and achieved FLOP/s
+as a share of the matmul peak of the same precision, measured in the same run. Uses the trainer's
+own step (resident uint8 data, preprocessing and augmentation on the device, channels_last, fp32
+loss, weights and optimizer; fused SGD on CUDA).
 
-  python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 128 512] [--compile]
+  python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 64 128] [--size 24]
+                                        [--precision fp32 bf16] [--models nin_cifar10_bn]
 """
 import argparse
+import itertools
 import time
 
 import torch
@@ -13,12 +16,12 @@ from common import environment, matmul_peak, sync, table, write
 
 from nin.models import count_macs, build_model
 from nin.preprocessing import Preprocess, augment
-from nin.device import autocast
+from nin.device import PRECISIONS, autocast, cpu_has_native_bf16
 from nin.config import make_config
 from nin.training import compile_or_eager, make_optimizer, train_step
 
 
-def measure(model_name, recipe, batch, device, steps, warmup, compile_):
+def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size):
     cfg = make_config(recipe, "cifar10", batch_size=batch)
     cuda = device.type == "cuda"
     model = build_model(model_name, init="kaiming").to(device)
@@ -29,11 +32,11 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_):
     images = torch.randint(0, 256, (batch * 8, 3, 32, 32), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch * 8,), device=device)
     gen = torch.Generator(device=device).manual_seed(0)
-    amp = autocast(device)
+    amp = autocast(device, precision)
 
     def step(i):
         idx = torch.arange(i % 8 * batch, (i % 8 + 1) * batch, device=device)
-        x = augment(pre(images[idx]), cfg.translate, cfg.flip, gen)
+        x = augment(pre(images[idx]), cfg.translate, cfg.flip, gen, size=size)
         x = x.contiguous(memory_format=torch.channels_last)
         return train_step(net, opt, x, labels[idx], amp, cfg.label_smoothing)
     for i in range(warmup):
@@ -44,9 +47,10 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_):
         step(i)
     sync(device)
     dt = time.perf_counter() - t0
-    macs = count_macs(model)
+    macs = count_macs(model, size=size)
     ips = steps * batch / dt
-    return dict(model=model_name, recipe=recipe, batch=batch, steps=steps, seconds=round(dt, 3),
+    return dict(model=model_name, recipe=recipe, precision=precision, batch=batch,
+                size=size or 32, steps=steps, seconds=round(dt, 3),
                 images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
                 achieved_tflops=round(ips * 6 * macs / 1e12, 4))
 
@@ -55,27 +59,38 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, nargs="+")
+    ap.add_argument("--size", type=int, nargs="+", default=[32], help="crop sides (24: the "
+                    "progressive-resizing epochs)")
+    ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
+    ap.add_argument("--models", nargs="+", default=["nin_cifar10", "nin_cifar10_bn"])
     ap.add_argument("--steps", type=int)
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     batches = args.batch or ([128, 256, 512, 1024] if cuda else [32, 64, 128])
-    steps = args.steps or (50 if cuda else 5)
-    peak = matmul_peak(device)
+    steps = args.steps or (50 if cuda else 6)
+    dtypes = dict(fp32=torch.float32, bf16=torch.bfloat16)
+    peaks = {p: matmul_peak(device, dtypes[p]) for p in args.precision}
     rows = []
-    for model, recipe in (("nin_cifar10", "paper"), ("nin_cifar10_bn", "modern")):
-        for b in batches:
-            r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile)
-            r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peak, 4)
+    for model in args.models:
+        recipe = "modern" if model.endswith("_bn") else "paper"
+        for b, size, p in itertools.product(batches, args.size, args.precision):
+            r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile, p,
+                        None if size == 32 else size)
+            r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peaks[p], 4)
             rows.append(r)
-    dtype = "bf16" if cuda else "fp32"
-    print(f"\n{device} ({environment(device)['name']}): measured {dtype} matmul peak "
-          f"{peak / 1e12:.3f} TFLOP/s; training step = 6 x forward multiply-adds")
-    table(rows, ["model", "recipe", "batch", "images_per_s", "achieved_tflops", "share_of_peak"])
+    env = environment(device)
+    print(f"\n{device} ({env['gpu'] or env['cpu']}), native bf16: {cpu_has_native_bf16()}; "
+          "measured matmul peaks " + ", ".join(f"{p} {v / 1e12:.3f} TFLOP/s"
+                                               for p, v in peaks.items())
+          + "; training step = 6 x forward multiply-adds")
+    table(rows, ["model", "precision", "batch", "size", "images_per_s", "achieved_tflops",
+                 "share_of_peak"])
     write(f"train_throughput_{device.type}", dict(
-        benchmark="train_throughput", matmul_peak_tflops=round(peak / 1e12, 4),
-        matmul_dtype=dtype, compile=args.compile, rows=rows, env=environment(device)))
+        benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)
+                                                          for p, v in peaks.items()},
+        compile=args.compile, rows=rows, env=env))
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def test_checkpoint_written_by_main_028d0ab_resumes_to_the_same_weights(tmp_path
     shutil.copytree(FIXTURE, tmp_path / "old")
     meta = json.loads((tmp_path / "old/checkpoints/step-00000011.json").read_text())
     assert "arch" not in meta and "optimizer" not in meta  # really the old format
-    cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)
-    full = train(_fixture_cfg(tmp_path / "new"), **QUIET)
+    cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)  # keeps its fp32
+    full = train(_fixture_cfg(tmp_path / "new", amp=False), **QUIET)
+    assert cut["precision"] == "fp32"
     a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
     b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -121,3 +122,30 @@ def test_a_nin_built_directly_is_checkpointed_and_rebuilt(tmp_path):
     back, _, meta = ckpt.load_checkpoint(side)
     x = torch.randn(2, 1, 12, 12)
     assert meta["model"] == "NIN" and torch.equal(back(x), net(x))
+
+
+def test_a_resumed_run_keeps_its_precision(tmp_path):
+    """A run checkpointed in fp32 resumes in fp32 under auto (whatever this CPU prefers), and
+    --amp (bf16) against it is refused rather than silently changing every later step."""
+    train(_fixture_cfg(tmp_path / "p", max_steps=3, amp=False), **QUIET)
+    with pytest.raises(ConfigError, match="trained in fp32; resume it in fp32"):
+        train(_fixture_cfg(tmp_path / "p", amp=True), resume=True, **QUIET)
+    r = train(_fixture_cfg(tmp_path / "p", max_steps=5), resume=True, **QUIET)
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "p").read_text())
+    assert r["step"] == 5 and meta["precision"] == "fp32" and meta["env"]["precision"] == "fp32"
+    log = [json.loads(s) for s in (tmp_path / "p/metrics.jsonl").read_text().splitlines()]
+    assert log and all(e.get("precision", "fp32") == "fp32" for e in log)
+
+
+def test_precision_follows_the_processor(monkeypatch):
+    from nin import device as dev
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: True)
+    assert dev.resolve_precision(cpu, None) == "bf16" and dev.resolve_precision(cpu, False) == "fp32"
+    monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda: False)  # emulated bf16: 2x slower
+    assert dev.resolve_precision(cpu, None) == "fp32" and dev.resolve_precision(cpu, True) == "bf16"
+    assert dev.resolve_precision(cuda, None) == "bf16" and dev.eval_precision(cpu) == "fp32"
+    with dev.autocast(cpu, "bf16"):
+        assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
+    with dev.autocast(cpu, "fp32"):
+        assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32

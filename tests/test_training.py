@@ -26,7 +26,9 @@ def _weights(out):
     return model.state_dict(), meta
 
 
-@pytest.mark.parametrize("recipe,kw", [("paper", {}), ("modern", {}),
+@pytest.mark.parametrize("recipe,kw", [("paper", dict(amp=False)), ("modern", dict(amp=False)),
+                                       # bf16 autocast (native or emulated: forced by amp=True)
+                                       ("modern", dict(amp=True)),
                                        # progressive resizing: cut in the crop epoch and after
                                        ("modern", dict(crop_size=20, crop_epochs=1))])
 def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
@@ -41,6 +43,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     a, _ = _weights(tmp_path / "full")
     b, meta = _weights(tmp_path / "cut")
     assert meta["step"] == 16 and meta["epoch"] == 2
+    assert meta["precision"] == full["precision"] == ("bf16" if kw.get("amp") else
+                                                      full["env"]["precision"])
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert full["final"]["error"] == cut["final"]["error"]

@@ -28,10 +28,10 @@ def _add_data_dir(p):
 
 def _flag_type(f: dataclasses.Field):
     """The argparse type of a TrainConfig field (its annotation is a string)."""
-    t = str(f.type)
+    t = str(f.type).replace(" | None", "")
     if t == "tuple":
         return lambda v: tuple(int(m) for m in v.split(",") if m.strip())
-    return {"int": int, "float": float, "int | None": int}.get(t, str)
+    return {"int": int, "float": float}.get(t, str)
 
 
 def _resolved_defaults(argv) -> TrainConfig:
@@ -63,8 +63,9 @@ def add_train_parser(sub, argv):
     for f in dataclasses.fields(TrainConfig):
         flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "auto" if f.name == "amp" and default is None else shown
         helptext = f"{f.metadata['help']} (default: {shown})"
-        if str(f.type) == "bool":
+        if str(f.type) in ("bool", "bool | None"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=helptext)
         else:
@@ -116,6 +117,8 @@ def _add_weights_parsers(sub):
     _add_tta(p)
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16"),
+                   help="default: fp32 on the CPU, bf16 on CUDA")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     _add_data_dir(p)
 
@@ -244,7 +247,7 @@ def cmd_eval(args):
 
     from .data import load_dataset
     from .evaluation import evaluate
-    from .device import pick_device
+    from .device import eval_precision, pick_device
     from .models import model_info
     model, pre, meta = _load(args)
     dataset = args.dataset or meta.get("config", {}).get("dataset") or \
@@ -253,10 +256,11 @@ def cmd_eval(args):
     device = pick_device(args.device)
     model, pre, tta = model.to(device), pre.to(device), _tta(args, meta)
     with torch.no_grad():
-        ev = evaluate(model, pre, ds, args.batch_size, tta=tta)
+        ev = evaluate(model, pre, ds, args.batch_size, tta=tta, precision=args.precision)
     out = dict(model=meta["model"], weights=args.weights, dataset=dataset, split=args.split,
                n=ev["n"], error=ev["error"], accuracy=100 - ev["error"], loss=ev["loss"],
-               tta=tta, per_class_accuracy=ev["per_class_accuracy"],
+               tta=tta, precision=args.precision or eval_precision(device),
+               per_class_accuracy=ev["per_class_accuracy"],
                confusion=ev["confusion"])
     if args.json:
         print(json.dumps(out))

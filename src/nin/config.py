@@ -74,7 +74,8 @@ class TrainConfig:
                               "~/.cache/nin/data)")
     # ---- speed
     device: str = _f("auto", "auto, cpu, cuda, cuda:1 ...")
-    amp: bool = _f(True, "bf16 autocast on CUDA (no effect on the CPU)")
+    amp: bool | None = _f(None, "bf16 autocast; default auto: on CUDA and on CPUs with native "
+                          "bf16 (avx512_bf16, amx_bf16), fp32 elsewhere; --no-amp: fp32")
     channels_last: bool = _f(True, "NHWC memory layout: faster convolutions on CPU and GPU")
     compile: bool = _f(False, "torch.compile the network (eager if compiling fails)")
     compile_mode: str = _f("default", "torch.compile mode; reduce-overhead captures CUDA graphs",
@@ -155,8 +156,9 @@ def config_from_json(path) -> TrainConfig:
 # Settings a resumed run may change: where and how fast it runs, and when it stops, saves or
 # evaluates (a long run evaluates rarely early on, every epoch near the end).
 # `epochs` too, except on a one-cycle schedule, whose whole curve depends on it.
+# `amp` too: a resumed run keeps the precision its checkpoint ran in (training.restore).
 FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
-                  "ckpt_every", "eval_every", "epochs")
+                  "ckpt_every", "eval_every", "epochs", "amp")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:

@@ -8,22 +8,24 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed as dist
-from .device import autocast
+from .device import autocast, eval_precision
 from .errors import ImageError
 from .models import eval_mode
 
 
 @torch.no_grad()
 def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta: bool = False,
-                   amp: bool = True) -> torch.Tensor:
-    """Log-probabilities for uint8 images, in batches; tta averages the image and its mirror."""
+                   precision: str | None = None) -> torch.Tensor:
+    """Log-probabilities for uint8 images, in batches; tta averages the image and its mirror.
+    precision None: device.eval_precision (fp32 on the CPU)."""
     device = next(model.parameters()).device
+    precision = precision or eval_precision(device)
     out = []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
             x = pre(images[i:i + batch_size].to(device)).contiguous(
                 memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU and GPU
-            with autocast(device, amp):
+            with autocast(device, precision):
                 p = F.softmax(model(x).float(), 1)
                 if tta:
                     p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2
@@ -32,13 +34,13 @@ def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta:
 
 
 def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
-             amp: bool = True) -> dict:
+             precision: str | None = None) -> dict:
     """Test error (%), mean loss, per-class accuracy and confusion matrix (rows: true class).
     Under torch.distributed each rank scores its share and the counts are summed."""
     n_all = len(dataset)
     r, w = dist.rank(), dist.world()
     part = slice(r * n_all // w, (r + 1) * n_all // w)
-    logp = predict_logits(model, pre, dataset.images[part], batch_size, tta, amp)
+    logp = predict_logits(model, pre, dataset.images[part], batch_size, tta, precision)
     y = dataset.labels[part].to(logp.device)
     k = model.num_classes
     conf = torch.bincount(y * k + logp.argmax(1), minlength=k * k).view(k, k)

@@ -31,7 +31,7 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
 from .data import load_dataset
-from .device import autocast, environment, pick_device
+from .device import autocast, environment, eval_precision, pick_device, resolve_precision
 from .errors import ConfigError, DeadStartError, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .models import ARCHS, build_model, count_params, model_info
@@ -112,9 +112,9 @@ class Schedule:
 # ---------------------------------------------------------------- one step
 def train_step(net, opt, x, y, amp, label_smoothing: float = 0.0):
     """One SGD step; returns the (detached) loss and logits, left on the device."""
-    with amp:
+    with amp:  # the network's forward in bf16 or fp32; the loss in fp32 either way
         logits = net(x)
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -208,6 +208,7 @@ class Run:
     env: dict = field(default_factory=dict)
     last_eval: dict | None = None  # the last evaluation, reused for the result
     last_epoch_rate: float = 0.0   # images/s of the epoch (the part this process trained)
+    precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
 
     @property
     def main(self) -> bool:
@@ -267,11 +268,12 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
                                       else None)
     if cfg.compile:
         net = compile_or_eager(net, log, cfg.compile_mode)
+    precision = resolve_precision(device, cfg.amp)
     return Run(cfg=cfg, rank=rank, world=world, device=device, model=model, net=net, pre=pre,
                opt=opt, sched=sched, train_ds=train_ds, test_ds=test_ds,
                data_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
-               model_kwargs=model_kwargs, log=log,
-               env=dict(environment(device), world_size=world))
+               model_kwargs=model_kwargs, log=log, precision=precision,
+               env=dict(environment(device), world_size=world, precision=precision))
 
 
 def restore(run: Run, resume: bool) -> bool:
@@ -290,6 +292,7 @@ def restore(run: Run, resume: bool) -> bool:
         run.pre.fit(run.train_ds.images)
         return False
     check_resumable(meta["config"], run.cfg, last)
+    _keep_precision(run, meta, last)
     _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
     tensors = ckpt.load_state(last, meta)
@@ -304,6 +307,20 @@ def restore(run: Run, resume: bool) -> bool:
         _truncate_log(metrics, run.state.step)
     run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
     return True
+
+
+def _keep_precision(run: Run, meta: dict, where):
+    """A resumed run keeps the precision it ran in (checkpoints before it was recorded ran bf16
+    on CUDA with amp, fp32 elsewhere). Asking for the other one with --amp/--no-amp is refused:
+    it would change every step from here on."""
+    saved = meta.get("precision") or (
+        "bf16" if meta.get("env", {}).get("device", "").startswith("cuda")
+        and meta["config"].get("amp", True) else "fp32")
+    if run.cfg.amp is not None and resolve_precision(run.device, run.cfg.amp) != saved:
+        flag = "--amp" if saved == "bf16" else "--no-amp"
+        raise ConfigError(f"{where}: the run trained in {saved}; resume it in {saved} (drop the "
+                          f"--amp/--no-amp flag, or give {flag}) or use another --out")
+    run.precision = run.env["precision"] = saved
 
 
 def save(run: Run, reason: str):
@@ -322,7 +339,7 @@ def save(run: Run, reason: str):
         s.schedule = run.sched.state()
         meta = dict(config=run.cfg.to_dict(), model_kwargs=run.model_kwargs,
                     **s.to_meta([seen for _, seen in ranks]), classes=run.train_ds.classes,
-                    reason=reason, env=run.env, optimizer=opt_plain)
+                    reason=reason, env=run.env, optimizer=opt_plain, precision=run.precision)
         ckpt.save_checkpoint(run.out / "checkpoints", s.step, run.model, run.pre, meta, tensors)
     dist.barrier()
 
@@ -334,7 +351,7 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
     cfg, s, spe = run.cfg, run.state, run.steps_per_epoch
     run.model.train()
     perm = _epoch_perm(len(run.train_ds), cfg.seed, s.epoch).to(run.device)
-    amp = autocast(run.device, cfg.amp)
+    amp = autocast(run.device, run.precision)
     bar = _progress_bar(run, progress)
     clock, seen0 = Stopwatch(), s.seen
     try:
@@ -435,12 +452,12 @@ def end_epoch(run: Run):
     s.step_in_epoch = 0
     record = dict(epoch=s.epoch, step=s.step, lr=cfg.lr * run.sched.factor(s.step - 1),
                   train_loss=train_loss, train_acc=train_acc, time_s=s.wall_s - _wall_before(s),
-                  images_per_s=run.last_epoch_rate)
+                  images_per_s=run.last_epoch_rate, precision=run.precision)
     msg = run.sched.end_epoch(train_acc)
     due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop
     if due:
         run.last_eval = evaluate(run.model, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
-                                 amp=cfg.amp)
+                                 precision=eval_precision(run.device, cfg.amp))
         record.update(test_loss=run.last_eval["loss"], test_error=run.last_eval["error"])
     s.history.append(record)
     s.new_epoch(run.device)
@@ -478,9 +495,11 @@ def finish(run: Run) -> dict:
     """The result of a finished run, written to OUT/result.json."""
     cfg, s = run.cfg, run.state
     ev = run.last_eval or evaluate(run.model, run.pre, run.test_ds, batch_size=512,
-                                   tta=cfg.tta, amp=cfg.amp)  # a run resumed at its very end
+                                   tta=cfg.tta, precision=eval_precision(run.device, cfg.amp))
+    # (evaluating here: a run resumed at its very end)
     result = dict(config=cfg.to_dict(), model_kwargs=run.model_kwargs, finished=True,
-                  params=count_params(run.model), epochs_run=s.epoch, steps=s.step,
+                  params=count_params(run.model), precision=run.precision,
+                  epochs_run=s.epoch, steps=s.step,
                   wall_s=s.wall_s,
                   final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"], loss=ev["loss"],
                              per_class_accuracy=ev["per_class_accuracy"]),
@@ -509,7 +528,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
         restore(run, resume)
         log(f"{cfg.model} ({count_params(run.model):,} params) on {cfg.dataset}/"
             f"{cfg.train_split} ({len(run.train_ds):,} images), recipe {cfg.recipe}, "
-            f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else ""))
+            f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else "")
+            + f", {run.precision}" + (" autocast" if run.precision == "bf16" else ""))
         use_bar = run.main and (progress if progress is not None else sys.stderr.isatty())
         while run.state.epoch < cfg.epochs and not run.sched.stop:
             if not train_epoch(run, stop_signal, use_bar):
