@@ -4,9 +4,10 @@ GPU mode (trains): wall-clock from data-on-device to 91.19 % CIFAR-10 test accur
 best, 8.81 % error) with the modern recipe; the median of several runs. Needs CUDA and CIFAR-10.
   python benchmarks/time_to_accuracy.py [--runs 3] [--epochs N] [--data-dir DIR]
 
-CPU mode (reads finished runs): for each dataset and model among the run folders given, the
-median over seeds of the training seconds (evaluation excluded) until the first epoch whose
-test error is at or below the paper's (MNIST 0.47 %, CIFAR-10 8.81 %), into
+CPU mode (reads finished runs): for each dataset, model, recipe, schedule length, precision
+(fp32 or bf16) and TTA setting among the run folders given, the median over seeds of the
+training seconds (evaluation excluded) until the first epoch whose test error is at or below
+the paper's (MNIST 0.47 %, CIFAR-10 8.81 %; the paper used no TTA), into
 results/bench/time_to_accuracy_cpu.json.
   python benchmarks/time_to_accuracy.py --from-runs results/cpu/mnist-*
 """
@@ -58,6 +59,13 @@ def published(dataset: str, epoch_s: float | None) -> list:
             for src, n in PUBLISHED_EPOCHS.get(dataset, [])]
 
 
+def precision_of(r: dict) -> str:
+    """The precision a run trained in; runs from before it was recorded ran fp32 on the CPU."""
+    return r.get("precision") or r.get("env", {}).get("precision") or (
+        "bf16" if r["env"]["device"].startswith("cuda") and r["config"].get("amp", True)
+        else "fp32")
+
+
 def from_runs(folders) -> list:
     """One row per dataset, model, recipe and schedule length among the finished runs in
     `folders` (test-set runs only): a short schedule is its own row, not a seed of a long one."""
@@ -70,10 +78,10 @@ def from_runs(folders) -> list:
         c = r["config"]
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"])
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], precision_of(r), c["tta"])
         groups.setdefault(key, []).append((folder, r))
     rows = []
-    for (dataset, model, recipe, epochs), runs in sorted(groups.items()):
+    for (dataset, model, recipe, epochs, precision, tta), runs in sorted(groups.items()):
         target = TARGETS[dataset]
         per_seed = []
         for folder, r in runs:
@@ -82,8 +90,8 @@ def from_runs(folders) -> list:
                                  final_error=r["final"]["error"], run=str(folder)))
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
-        rows.append(dict(dataset=dataset, model=model, recipe=recipe,
-                         target_error=target,
+        rows.append(dict(dataset=dataset, model=model, recipe=recipe, precision=precision,
+                         tta=tta, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
                          threads=sorted({r["env"]["threads"] for _, r in runs}),
@@ -99,8 +107,8 @@ def cpu_mode(folders) -> int:
         return 1
     flat = [dict(r, seeds=",".join(map(str, r["seeds"])),
                  threads=",".join(map(str, r["threads"]))) for r in rows]
-    table(flat, ["dataset", "model", "recipe", "epochs", "target_error", "seconds", "seeds",
-                 "threads"])
+    table(flat, ["dataset", "model", "recipe", "epochs", "precision", "tta", "target_error",
+                 "seconds", "seeds", "threads"])
     write("time_to_accuracy_cpu", dict(benchmark="time_to_accuracy_cpu", rows=rows,
                                        env=environment(torch.device("cpu"))))
     return 0

@@ -149,3 +149,54 @@ def test_precision_follows_the_processor(monkeypatch):
         assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16
     with dev.autocast(cpu, "fp32"):
         assert torch.nn.functional.linear(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.float32
+
+
+def _start_and_wait_for_a_checkpoint(out, env):
+    p = subprocess.Popen(small_train_cmd(out), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env, text=True)
+    deadline = time.time() + 120
+    while not list(out.glob("checkpoints/step-*.json")):
+        assert p.poll() is None and time.time() < deadline, p.stderr.read()
+        time.sleep(0.02)
+    return p
+
+
+def test_ctrl_c_writes_a_checkpoint_and_a_second_stops_at_once(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = _start_and_wait_for_a_checkpoint(tmp_path / "c", env)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=120) == 130
+    err = p.stderr.read()
+    assert "Ctrl-C: checkpoint written at step" in err and "--resume" in err
+    assert "Traceback" not in err
+    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "c").read_text())
+    assert meta["reason"] == "Ctrl-C"
+    r = subprocess.run(small_train_cmd(tmp_path / "c", "--resume"), env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and (tmp_path / "c/result.json").exists(), r.stderr
+    # twice: the second interrupt does not wait for a checkpoint
+    from nin.training import StopSignal
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+        assert stop.flag and stop.name == "Ctrl-C"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+
+
+def test_a_cut_off_metrics_line_is_dropped_with_a_warning(tmp_path, capsys):
+    from nin.cli import main
+    train(_fixture_cfg(tmp_path / "m", max_steps=9, eval_every=1), **QUIET)  # epoch 1 is 8 steps
+    log = tmp_path / "m/metrics.jsonl"
+    log.write_text(log.read_text() + '{"epoch": 2, "step": 16, "train_lo')  # a crash mid-write
+    r = train(_fixture_cfg(tmp_path / "m"), resume=True, **QUIET)
+    assert r["finished"] and "cut-off last line" in capsys.readouterr().err
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["epoch"] for x in rows if not x.get("partial")] == [1, 2]
+    log.write_text(log.read_text() + '{"epoch": 3, "ste')
+    assert main(["plot", str(tmp_path / "m"), "--out", str(tmp_path / "c.png")]) == 0
+    assert "cut-off last line" in capsys.readouterr().err and (tmp_path / "c.png").exists()
+    log.write_text('{"epoch": 1, "ste\n' + log.read_text())  # damage before the end: an error
+    assert main(["plot", str(tmp_path / "m"), "--out", str(tmp_path / "d.png")]) == 2
+    assert "line 1 is not JSON" in capsys.readouterr().err

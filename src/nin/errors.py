@@ -45,3 +45,9 @@ class Preempted(TrainingStopped):
     """SIGTERM (SLURM, a preemptible cloud): a checkpoint was written; run again with --resume.
     Exit code 75 (EX_TEMPFAIL, "try again"), which job scripts can test to requeue."""
     exit_code = 75
+
+
+class Interrupted(Preempted):
+    """Ctrl-C: a checkpoint was written; run again with --resume. Exit code 130, the shell's
+    for an interrupt."""
+    exit_code = 130

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,3 +29,26 @@ def atomic_write(path, data: bytes) -> Path:
 def file_digest(path, algorithm: str = "sha256") -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, algorithm).hexdigest()
+
+
+def read_jsonl(path, warn=None) -> list[dict]:
+    """The records of a JSON-lines log (metrics.jsonl). A cut-off last line (a crash or a full
+    disk mid-write) is dropped with a one-line warning; a bad line before it means the file was
+    damaged otherwise, and is an error naming the file and the line."""
+    from .errors import CheckpointError
+    lines = [(i, ln) for i, ln in enumerate(Path(path).read_text().splitlines(), 1) if ln.strip()]
+    rows = []
+    for n, (i, ln) in enumerate(lines):
+        try:
+            rows.append(json.loads(ln))
+        except ValueError:
+            if n < len(lines) - 1:
+                raise CheckpointError(f"{path}: line {i} is not JSON; the log is damaged (move "
+                                      "it away to start a new one)") from None
+            (warn or _stderr)(f"warning: {path}: dropped a cut-off last line ({len(ln)} "
+                              "characters): the run ended while writing it")
+    return rows
+
+
+def _stderr(msg: str):
+    print(msg, file=sys.stderr)

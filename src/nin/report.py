@@ -9,6 +9,7 @@ import statistics
 from pathlib import Path
 
 from .errors import ConfigError
+from .files import read_jsonl
 from .paper import PAPER_ERROR as P
 from .sweep import collect, fmt, summarize
 
@@ -94,8 +95,8 @@ def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     for side in sorted(Path(root).glob("results/**/resume/step-*.json")):
         folder = side.parent.parent
         c = json.loads(side.read_text())["config"]
-        rows = [json.loads(x) for x in (folder / "metrics.jsonl").read_text().splitlines()
-                if x.strip()] if (folder / "metrics.jsonl").is_file() else []
+        rows = read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() \
+            else []
         done = [r for r in rows if "test_error" in r and not r.get("partial")]
         if (c["dataset"], c["model"], c["recipe"]) == (dataset, model, recipe) and done and \
                 not (folder / "result.json").exists() and c["eval_split"] == "test":

@@ -32,8 +32,9 @@ from . import distributed as dist
 from .config import TrainConfig, check_resumable
 from .data import load_dataset
 from .device import autocast, environment, eval_precision, pick_device, resolve_precision
-from .errors import ConfigError, DeadStartError, NonFiniteLoss, Preempted
+from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
+from .files import read_jsonl
 from .models import ARCHS, build_model, count_params, model_info
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
@@ -370,9 +371,11 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
                 _update_bar(bar, run, seen0, clock.start)
             if stop_signal.requested(run, s.step_in_epoch % SYNC_EVERY == 0):
                 s.wall_s += clock.lap()
-                save(run, "SIGTERM")
-                raise Preempted(f"SIGTERM: checkpoint written at step {s.step} in "
-                                f"{run.out / 'checkpoints'}; continue with --resume")
+                name = stop_signal.name or "SIGTERM"  # another rank's signal under torchrun
+                save(run, name)
+                raise (Interrupted if name == "Ctrl-C" else Preempted)(
+                    f"{name}: checkpoint written at step {s.step} in {run.out / 'checkpoints'}; "
+                    "continue with --resume")
             if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step_in_epoch < spe:
                 s.wall_s += clock.lap()  # checkpoints record the time trained so far
                 save(run, f"every {cfg.ckpt_every} steps")
@@ -580,8 +583,7 @@ def _truncate_log(path: Path, step: int):
     """On resume, drop log lines written after the checkpoint we resume from."""
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and
-            json.loads(ln).get("step", 0) <= step]
+    keep = [json.dumps(r) for r in read_jsonl(path) if r.get("step", 0) <= step]
     ckpt.atomic_write(path, ("\n".join(keep) + "\n").encode() if keep else b"")
 
 
@@ -636,24 +638,32 @@ def run_lock(out: Path, exclusive: bool = True):
 
 
 class StopSignal:
-    """SIGTERM (SLURM's and preemptible clouds' warning) asks the loop to checkpoint and stop.
-    Under torchrun the ranks agree at the next sync point, so they stop at the same step."""
+    """SIGTERM (SLURM's and preemptible clouds' warning) and Ctrl-C ask the loop to checkpoint
+    and stop; a second Ctrl-C stops at once. Under torchrun the ranks agree at the next sync
+    point, so they stop at the same step."""
 
     def __init__(self):
-        self.flag, self._old = False, None
+        self.flag, self.name, self._old = False, None, {}
 
     def __enter__(self):
         import threading
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._handle)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
     def _handle(self, signum, frame):
-        self.flag = True
+        if signum == signal.SIGINT:
+            if self.flag:  # the second Ctrl-C: no checkpoint, stop now
+                raise KeyboardInterrupt
+            print("\nCtrl-C: writing a checkpoint, then stopping (Ctrl-C again: stop at once)",
+                  file=sys.stderr)
+        self.flag, self.name = True, self.name or ("Ctrl-C" if signum == signal.SIGINT
+                                                   else "SIGTERM")
 
     def requested(self, run: Run, at_sync: bool) -> bool:
         if run.world == 1:

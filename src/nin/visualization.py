@@ -5,7 +5,6 @@ to the class score. Here the maps are upsampled and laid over the (network-sized
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
+from .files import read_jsonl
 from .models import eval_mode
 
 import matplotlib
@@ -162,7 +162,7 @@ def plot_runs(runs, path) -> str:
         if not log.is_file():
             raise ConfigError(f"{log}: no metrics log; give run folders written by "
                               "`nin train`")
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = read_jsonl(log)
         rows = [r for r in rows if not r.get("partial")]
         name = Path(run).name
         color = f"C{i % 10}"
