@@ -140,3 +140,30 @@ def small_train_cmd(out, *extra) -> list:
     return [sys.executable, "-m", "nin", "train", "--dataset", "mnist-sample", "--subset", "384",
             "--eval-subset", "100", "--batch-size", "32", "--epochs", "2", "--ckpt-every", "3",
             "--no-progress", "--out", str(out), *extra]
+
+
+def picture_folder(root, per_class: int = 12, classes=(0, 1, 2), test: bool = True,
+                   val: bool = False, size: int = 32):
+    """Real MNIST digits (the embedded sample) as a folder dataset of PNG, JPEG, BMP, GIF and
+    WebP files of mixed sizes and modes: DIR/{train,test,val}/digit_<d>/*. Returns DIR."""
+    from PIL import Image
+    from nin.data import load_dataset
+    ds = load_dataset("mnist-sample", "train")
+    root = Path(root)
+    fmts = [("png", "L"), ("jpg", "RGB"), ("bmp", "RGB"), ("gif", "P"), ("webp", "RGB"),
+            ("png", "RGBA")]
+    parts = {"train": per_class, **({"test": per_class // 3} if test else {}),
+             **({"val": per_class // 3} if val else {})}
+    start = 0
+    for part, n in parts.items():
+        for d in classes:
+            idx = (ds.labels == d).nonzero().flatten()[start:start + n].tolist()
+            folder = root / part / f"digit_{d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for j, i in enumerate(idx):
+                ext, mode = fmts[(i + j) % len(fmts)]
+                side = size + 4 * (j % 4)  # mixed sizes: all get resized to the network's
+                im = Image.fromarray(ds.images[i, 0].numpy()).resize((side, side + 2 * (j % 3)))
+                im.convert(mode).save(folder / f"{i}.{ext}")
+        start += max(parts.values())
+    return root

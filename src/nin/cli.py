@@ -245,14 +245,14 @@ def cmd_train(args):
 def cmd_eval(args):
     import torch
 
-    from .data import load_dataset
+    from .data import load_for_weights
     from .evaluation import evaluate
     from .device import eval_precision, pick_device
     from .models import model_info
     model, pre, meta = _load(args)
     dataset = args.dataset or meta.get("config", {}).get("dataset") or \
         model_info(meta["model"])["dataset"]
-    ds = load_dataset(dataset, args.split, args.data_dir)
+    ds = load_for_weights(meta, model, args.split, dataset, args.data_dir)
     device = pick_device(args.device)
     model, pre, tta = model.to(device), pre.to(device), _tta(args, meta)
     with torch.no_grad():
@@ -300,8 +300,8 @@ def cmd_maps(args):
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset:
-        from .data import load_dataset
-        ds = load_dataset(args.dataset, args.split, args.data_dir)
+        from .data import load_for_weights
+        ds = load_for_weights(meta, model, args.split, args.dataset, args.data_dir)
         bad = [i for i in args.index if not 0 <= i < len(ds)]
         if bad:
             raise ConfigError(f"--index {bad}: {args.dataset}/{args.split} has {len(ds)} "

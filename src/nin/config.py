@@ -33,6 +33,10 @@ class TrainConfig:
     eval_split: str = _f("test", "split evaluated each epoch (val: the last 10,000 train images)")
     subset: int | None = _f(None, "train on the first N training images only")
     eval_subset: int | None = _f(None, "evaluate on the first N images of the eval split only")
+    weights: str | None = _f(None, "fine-tune: start from 'pretrained' (the shipped --model) or "
+                             "a run folder; a new class count re-initialises the classifier")
+    pretrained_stats: bool = _f(False, "with --weights: keep its preprocessing statistics "
+                                "instead of refitting them on this training split")
     # ---- optimizer (SGD)
     epochs: int = _f(260, "epochs (plateau schedule: the most it may run)")
     batch_size: int = _f(128, "images per step (the global batch under torchrun)")
@@ -63,6 +67,10 @@ class TrainConfig:
     crop_size: int | None = _f(None, "progressive resizing: train the first --crop-epochs "
                                "epochs on random crops of this side (e.g. 24 of 32)")
     crop_epochs: int = _f(0, "progressive resizing: epochs on --crop-size crops, then full size")
+    image_size: int | None = _f(None, "folder datasets: resize the shorter side to N, then "
+                                "centre-crop (default: the network's input size)")
+    skip_bad_images: bool = _f(False, "folder datasets: leave out unreadable images (counted "
+                               "in the log) instead of stopping")
     tta: bool = _f(False, "evaluate with flip test-time augmentation")
     seed: int = _f(0, "seed of the init, the data order, augmentation and dropout")
     # ---- checkpoints and logging
@@ -109,6 +117,7 @@ PAPER_DATASET = {
     "mnist": dict(preprocess="scale"),
     "svhn": dict(preprocess="lcn", train_split="train-val"),  # train + extra less the val set
     "mnist-sample": dict(preprocess="scale"),
+    "folder": dict(preprocess="standardize"),  # ZCA on pictures of any size: d x d floats
 }
 MODERN_DATASET = {  # digits are not mirror-symmetric, and are small: shifts of 2 pixels
     # MNIST: batch 64 runs 1.5x more images/s than 256 on 2 CPU cores; lr 0.05 and 12 epochs
@@ -125,7 +134,7 @@ def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) ->
         raise ConfigError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}; use one of {', '.join(DATASETS)}")
-    base = dataset.replace("-sample", "")
+    base = {"folder": "cifar10"}.get(dataset, dataset.replace("-sample", ""))  # RGB, 32 px
     kw = dict(dataset=dataset, recipe=recipe,
               model=f"nin_{base}" + ("_bn" if recipe == "modern" else ""))
     kw.update(RECIPES[recipe])

@@ -19,6 +19,7 @@ import math
 import os
 import pickle
 import struct
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -498,13 +499,23 @@ def svhn_val_index(train_labels: np.ndarray, extra_labels: np.ndarray):
     return first(train_labels, 400), first(extra_labels, 200)
 
 
-def load_dataset(name: str, split: str = "train", root=None, verify: bool = True) -> Dataset:
+def load_dataset(name: str, split: str = "train", root=None, verify: bool = True, *,
+                 in_chans: int | None = None, size: int | None = None, skip_bad: bool = False,
+                 log=None) -> Dataset:
     """Load a split as uint8 tensors.
 
     splits: train, test; val and train-val (CIFAR, MNIST: the last 10,000 training images are the
     validation set, as the paper's hyper-parameter search); SVHN also extra, and val / train-val
     are the paper's: 6,000 validation images from train and extra, the rest of both to train on.
+    "folder" is your own pictures in root (nin.folder), decoded to in_chans channels of
+    size x size pixels; the other datasets ignore those arguments.
     """
+    if name == "folder":
+        from .folder import load_folder
+        if root is None:
+            raise DataError("--dataset folder needs --data-dir DIR, the folder holding train/")
+        return load_folder(root, split, in_chans or 3, size or 32, skip_bad,
+                           log or (lambda m: print(m, file=sys.stderr)))  # stdout may be JSON
     _check_name(name)
     if split not in SPLITS[name]:
         raise DataError(f"{name} has no split {split!r}; use one of {', '.join(SPLITS[name])}")
@@ -527,6 +538,22 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
     images = torch.from_numpy(np.require(x, np.uint8, ["C", "W"]))
     return Dataset(images, torch.from_numpy(np.require(y, np.int64, ["C", "W"])),
                    classes, name, split)
+
+
+def load_for_weights(meta: dict, model, split: str = "test", name: str | None = None,
+                     root=None) -> Dataset:
+    """The split to score or draw with trained weights: their own dataset unless `name` is
+    given; a folder dataset is read from the run's --data-dir unless root is given, at the
+    network's channels and size, and must still have the classes the run trained on."""
+    config = meta.get("config", {})
+    name = name or config.get("dataset") or "cifar10"
+    if name == "folder":
+        root = root or config.get("data_dir")
+    ds = load_dataset(name, split, root, in_chans=model.in_chans, size=model.input_size)
+    if name == "folder" and meta.get("classes") and ds.classes != meta["classes"]:
+        raise DataError(f"{root}: its classes {ds.classes} are not the {len(meta['classes'])} "
+                        f"the weights were trained on ({', '.join(meta['classes'])})")
+    return ds
 
 
 # ---------------------------------------------------------------- verify and download

@@ -21,7 +21,7 @@ from .models import NIN, build_model, list_models
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 __all__ = ["create_model", "list_models", "load_pretrained", "load_weights_arg", "package",
-           "shipped"]
+           "shipped", "transfer"]
 
 
 def shipped() -> list[str]:
@@ -31,7 +31,9 @@ def shipped() -> list[str]:
 
 def create_model(name: str, pretrained: bool = False, num_classes: int | None = None,
                  **kwargs) -> NIN:
-    """A registered network; pretrained=True loads the weights shipped for it (eval mode)."""
+    """A registered network; pretrained=True loads the weights shipped for it (eval mode). With
+    pretrained=True and another num_classes, everything but the classifier is loaded and the
+    classifier starts fresh (He init), as timm does: a network to fine-tune."""
     if not pretrained:
         return build_model(name, num_classes=num_classes, **kwargs)
     # a silent mismatch would hand back another network than the one asked for
@@ -39,11 +41,29 @@ def create_model(name: str, pretrained: bool = False, num_classes: int | None = 
         raise ConfigError(f"pretrained {name} has fixed settings; drop {', '.join(kwargs)} "
                           "or use pretrained=False and load weights yourself")
     model, _, _ = load_pretrained(name)
-    if num_classes not in (None, model.num_classes):
-        raise ConfigError(f"pretrained {name} has {model.num_classes} classes, not "
-                          f"{num_classes}; drop num_classes or use pretrained=False and "
-                          "load weights yourself")
-    return model
+    if num_classes in (None, model.num_classes):
+        return model
+    fresh = build_model(name, num_classes=num_classes, init="kaiming")
+    transfer(fresh, model, where=f"pretrained {name}")
+    return fresh.eval()
+
+
+def transfer(model: NIN, source: NIN, where="the weights") -> list[str]:
+    """Copy source's weights into model wherever the shapes agree. Those that differ must be the
+    classifier's (its first dimension is the class count): they keep model's fresh values.
+    Returns their names."""
+    mine, theirs = model.state_dict(), source.state_dict()
+    if set(mine) != set(theirs):
+        raise ConfigError(f"{where}: a different network ({source.name or 'NIN'}) than "
+                          f"{model.name or 'this one'}; fine-tune with weights of the same model")
+    fresh = [k for k in mine if mine[k].shape != theirs[k].shape]
+    wrong = [k for k in fresh if theirs[k].shape[:1] != (source.num_classes,)]
+    if wrong:
+        raise ConfigError(f"{where}: {wrong[0]} has shape {tuple(theirs[wrong[0]].shape)}, this "
+                          f"network's {tuple(mine[wrong[0]].shape)}: only the classifier may "
+                          "differ (an fc head also needs the same image size)")
+    model.load_state_dict({k: (mine[k] if k in fresh else theirs[k]) for k in mine})
+    return fresh
 
 
 def load_pretrained(name: str, map_location="cpu"):

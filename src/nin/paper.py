@@ -12,6 +12,8 @@ DATASETS = {
                  splits=("train", "test", "extra", "val", "train-val")),
     # the first 10,000 training and 2,000 test images of MNIST, shipped in the package
     "mnist-sample": dict(classes=10, in_chans=1, size=28, splits=("train", "test")),
+    # your own pictures: DIR/train/<class>/ (nin.folder); classes, channels and size vary
+    "folder": dict(classes=None, in_chans=None, size=None, splits=("train", "val", "test")),
 }
 
 # Test error (%) of the paper's Tables 1-4 (CIFAR-10: with translation + flip augmentation).
@@ -19,5 +21,6 @@ PAPER_ERROR = {"cifar10": 10.41, "cifar10_aug": 8.81, "cifar100": 35.68, "svhn":
                "mnist": 0.47}
 
 
-def num_classes(dataset: str) -> int:
+def num_classes(dataset: str) -> int | None:
+    """The class count of a dataset (None for a folder: its train/ subfolders decide)."""
     return DATASETS[dataset]["classes"]

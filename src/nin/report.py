@@ -280,11 +280,11 @@ def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int
     if weights:
         import torch
 
-        from .data import load_dataset
+        from .data import load_for_weights
         from .hub import load_weights_arg
         from .visualization import draw_grid
         model, pre, meta = load_weights_arg(weights, model)
-        ds = load_dataset(meta.get("config", {}).get("dataset", "cifar10"), "test", data_dir)
+        ds = load_for_weights(meta, model, "test", root=data_dir)
         with torch.no_grad():
             g = draw_grid(model, pre, ds.images[:n_maps], ds.labels[:n_maps].tolist(),
                           ds.classes, out / "maps.png")

@@ -225,16 +225,19 @@ class Run:
 
 
 # ---------------------------------------------------------------- build and restore
-def load_data(cfg: TrainConfig, device):
+def load_data(cfg: TrainConfig, device, log=print):
     """The training and evaluation splits, resident on the device as uint8."""
     arch = ARCHS[model_info(cfg.model)["dataset"]]
-    train_ds = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir)
-    test_ds = load_dataset(cfg.dataset, cfg.eval_split, cfg.data_dir)
+    size = cfg.image_size or arch["input_size"]
+    # a folder's pictures are decoded to the network's channels and size
+    image = dict(in_chans=arch["in_chans"], size=size, skip_bad=cfg.skip_bad_images, log=log)
+    train_ds = load_dataset(cfg.dataset, cfg.train_split, cfg.data_dir, **image)
+    test_ds = load_dataset(cfg.dataset, cfg.eval_split, cfg.data_dir, **image)
     if cfg.subset:
         train_ds = train_ds.take(slice(0, cfg.subset))
     if cfg.eval_subset:
         test_ds = test_ds.take(slice(0, cfg.eval_subset))
-    shape = (arch["in_chans"], arch["input_size"], arch["input_size"])
+    shape = (arch["in_chans"], size, size)
     if tuple(train_ds.images.shape[1:]) != shape:
         raise ConfigError(f"{cfg.model} takes {shape} images; {cfg.dataset} has "
                           f"{tuple(train_ds.images.shape[1:])}")
@@ -253,9 +256,10 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
     if cfg.batch_size % world:
         raise ConfigError(f"batch size {cfg.batch_size} does not split over {world} ranks")
     torch.manual_seed(cfg.seed + rank)  # dropout differs per rank, as it would per image
-    train_ds, test_ds = load_data(cfg, device)
-    model_kwargs = dict(drop_rate=cfg.drop_rate, init=cfg.init)
-    model = build_model(cfg.model, num_classes=num_classes(cfg.dataset), **model_kwargs)
+    train_ds, test_ds = load_data(cfg, device, log)
+    model_kwargs = dict(drop_rate=cfg.drop_rate, init=cfg.init,
+                        **({"input_size": cfg.image_size} if cfg.image_size else {}))
+    model = build_model(cfg.model, num_classes=len(train_ds.classes), **model_kwargs)
     model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -290,7 +294,10 @@ def restore(run: Run, resume: bool) -> bool:
             run.log(f"--resume: no checkpoint in {run.out}; starting from scratch")
         if run.main and metrics.exists():
             metrics.unlink()
-        run.pre.fit(run.train_ds.images)
+        if run.cfg.weights:
+            start_from_weights(run)
+        else:
+            run.pre.fit(run.train_ds.images)
         return False
     check_resumable(meta["config"], run.cfg, last)
     _keep_precision(run, meta, last)
@@ -322,6 +329,30 @@ def _keep_precision(run: Run, meta: dict, where):
         raise ConfigError(f"{where}: the run trained in {saved}; resume it in {saved} (drop the "
                           f"--amp/--no-amp flag, or give {flag}) or use another --out")
     run.precision = run.env["precision"] = saved
+
+
+def start_from_weights(run: Run):
+    """Fine-tuning: the network starts from cfg.weights (a new class count: a fresh classifier);
+    the preprocessing is refitted on this training split unless pretrained_stats."""
+    from .hub import load_weights_arg, transfer
+    cfg = run.cfg
+    source, source_pre, meta = load_weights_arg(cfg.weights, cfg.model)
+    if meta["model"] != cfg.model:
+        raise ConfigError(f"--weights {cfg.weights} holds {meta['model']}, not {cfg.model}; "
+                          f"give --model {meta['model']} or weights of {cfg.model}")
+    fresh = transfer(run.model, source.to(run.device), where=f"--weights {cfg.weights}")
+    if cfg.pretrained_stats:
+        if source_pre.kind != run.pre.kind:
+            raise ConfigError(f"--pretrained-stats: the weights used {source_pre.kind} "
+                              f"preprocessing, this run {run.pre.kind}; set --preprocess "
+                              f"{source_pre.kind} or drop --pretrained-stats")
+        run.pre.load_state_dict(source_pre.state_dict())
+    else:
+        run.pre.fit(run.train_ds.images)
+    run.log(f"started from {cfg.weights} ({meta['model']}); "
+            + (f"new classifier: {', '.join(fresh)}" if fresh else "all layers loaded")
+            + ("; its preprocessing statistics" if cfg.pretrained_stats else
+               "; preprocessing refitted on this training split"))
 
 
 def save(run: Run, reason: str):
@@ -573,7 +604,7 @@ def _checkpoint_bytes(cfg: TrainConfig) -> int:
     """Room for the checkpoints kept at once, plus one being written: weights, momentum and the
     preprocessing (a ZCA matrix is d x d floats)."""
     arch = ARCHS[model_info(cfg.model)["dataset"]]
-    params = count_params(build_model(cfg.model, num_classes=num_classes(cfg.dataset)))
+    params = count_params(build_model(cfg.model, num_classes=num_classes(cfg.dataset) or 1000))
     d = arch["in_chans"] * arch["input_size"] ** 2
     pre = 4 * (d * d + d) if cfg.preprocess == "gcn_zca" else 4096
     return (ckpt.KEEP + 1) * (8 * params + pre + 65536)
