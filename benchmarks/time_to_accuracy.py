@@ -23,6 +23,7 @@ import torch
 from common import environment, table, write
 
 from nin.config import make_config
+from nin.report import precision
 from nin.training import train
 
 TARGET = 8.81  # test error, %
@@ -59,13 +60,6 @@ def published(dataset: str, epoch_s: float | None) -> list:
             for src, n in PUBLISHED_EPOCHS.get(dataset, [])]
 
 
-def precision_of(r: dict) -> str:
-    """The precision a run trained in; runs from before it was recorded ran fp32 on the CPU."""
-    return r.get("precision") or r.get("env", {}).get("precision") or (
-        "bf16" if r["env"]["device"].startswith("cuda") and r["config"].get("amp", True)
-        else "fp32")
-
-
 def from_runs(folders) -> list:
     """One row per dataset, model, recipe and schedule length among the finished runs in
     `folders` (test-set runs only): a short schedule is its own row, not a seed of a long one."""
@@ -78,10 +72,10 @@ def from_runs(folders) -> list:
         c = r["config"]
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], precision_of(r), c["tta"])
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], precision(r), c["tta"])
         groups.setdefault(key, []).append((folder, r))
     rows = []
-    for (dataset, model, recipe, epochs, precision, tta), runs in sorted(groups.items()):
+    for (dataset, model, recipe, epochs, prec, tta), runs in sorted(groups.items()):
         target = TARGETS[dataset]
         per_seed = []
         for folder, r in runs:
@@ -90,7 +84,7 @@ def from_runs(folders) -> list:
                                  final_error=r["final"]["error"], run=str(folder)))
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
-        rows.append(dict(dataset=dataset, model=model, recipe=recipe, precision=precision,
+        rows.append(dict(dataset=dataset, model=model, recipe=recipe, precision=prec,
                          tta=tta, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),

@@ -144,3 +144,25 @@ def test_onnx_gcn_zca_matches_pytorch_on_real_cifar10(real_data_dir, tmp_path):
         want = torch.softmax(model(pre(x)), 1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert json.dumps(got.argmax(1).tolist()) == json.dumps(want.argmax(1).tolist())
+
+
+def test_shift_images_moves_pixels_and_fills_zero():
+    from nin.evaluation import shift_images
+    x = torch.arange(1, 17, dtype=torch.uint8).view(1, 1, 4, 4)
+    r = shift_images(x, 1, 0)[0, 0]
+    assert r[:, 0].eq(0).all() and torch.equal(r[:, 1:], x[0, 0, :, :3])
+    u = shift_images(x, 0, -2)[0, 0]
+    assert u[2:].eq(0).all() and torch.equal(u[:2], x[0, 0, 2:])
+    assert shift_images(x, 4, 0).eq(0).all() and torch.equal(shift_images(x, 0, 0), x)
+
+
+def test_shifts_command_curves_and_map_rows(run, tmp_path, capsys):
+    assert main(["shifts", str(run), "--max-shift", "2", "--subset", "200", "--index", "3",
+                 "--out", str(tmp_path / "s")]) == 0
+    curves = json.loads((tmp_path / "s/shifts.json").read_text())
+    c = curves[run.name]
+    assert c["shifts"] == [0, 1, 2] and c["n"] == 200 and set(c["by_direction"]) == \
+        {"left", "right", "up", "down"}
+    assert all(c["by_direction"][d][0] == c["error"][0] for d in c["by_direction"])
+    assert c["error"][2] != c["error"][0] or c["error"][1] != c["error"][0]  # shifts matter
+    assert (tmp_path / "s/shifts.png").exists() and (tmp_path / "s/shift_maps.png").exists()

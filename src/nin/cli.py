@@ -1,4 +1,5 @@
-"""The `nin` command: models, data, train, eval, predict, maps, plot, report, export, sweep, demo.
+"""The `nin` command: models, data, train, eval, predict, maps, shifts, plot, report, export,
+sweep, demo.
 
 Building the parser imports no torch (`nin --help` answers at once); each command imports what
 it needs. `nin train`'s flags are made from config.TrainConfig's fields. nin's own errors
@@ -140,6 +141,18 @@ def _add_weights_parsers(sub):
     p.add_argument("--threshold", type=float, default=0.5, help="localization: share of the "
                                                                    "top map's maximum")
     p.add_argument("--out", default="maps")
+    _add_data_dir(p)
+
+    p = sub.add_parser("shifts", help="test error of networks against translations of the "
+                                      "test images (paper §4.6), as a figure and JSON")
+    p.add_argument("runs", nargs="+", help="run folders or checkpoints (or NAME with "
+                                           "--pretrained)")
+    p.add_argument("--pretrained", action="store_true", help="runs are shipped model names")
+    p.add_argument("--max-shift", type=int, default=8, help="pixels, in each direction")
+    p.add_argument("--subset", type=int, help="only the first N test images")
+    p.add_argument("--index", type=int, help="also draw this test image's class maps at each "
+                                             "shift (the first network's)")
+    p.add_argument("--out", default="shifts", help="folder for shifts.png, shifts.json")
     _add_data_dir(p)
 
     p = sub.add_parser("export", help="export a network with its preprocessing")
@@ -328,6 +341,36 @@ def cmd_maps(args):
     return 0
 
 
+def cmd_shifts(args):
+    """Error against shift for each network, one figure; optionally one image's maps."""
+    import torch
+
+    from .data import load_for_weights
+    from .evaluation import _shifted, shift_errors
+    from .hub import load_weights_arg
+    from .visualization import draw_grid, plot_shifts
+    out, curves = Path(args.out), {}
+    out.mkdir(parents=True, exist_ok=True)
+    for i, run in enumerate(args.runs):
+        model, pre, meta = load_weights_arg("pretrained" if args.pretrained else run,
+                                            run if args.pretrained else None)
+        ds = load_for_weights(meta, model, "test", root=args.data_dir)
+        ds = ds.take(slice(0, args.subset)) if args.subset else ds
+        with torch.no_grad():
+            c = curves[meta["model"] if args.pretrained else Path(run).name] = \
+                shift_errors(model, pre, ds, args.max_shift)
+            if i == 0 and args.index is not None:
+                one = ds.take(slice(args.index, args.index + 1))
+                rows = torch.cat([_shifted(one, s, 0).images for s in c["shifts"]])
+                draw_grid(model, pre, rows, [int(one.labels[0])] * len(rows), ds.classes,
+                          out / "shift_maps.png")
+        print(f"{run}: " + ", ".join(f"{s} px {e:.2f}%" for s, e in zip(c["shifts"], c["error"])))
+    from .files import atomic_write
+    atomic_write(out / "shifts.json", json.dumps(curves, indent=1).encode())
+    print(plot_shifts(curves, out / "shifts.png"))
+    return 0
+
+
 def cmd_plot(args):
     from .visualization import plot_runs
     print(plot_runs(args.runs, args.out))
@@ -383,7 +426,8 @@ def main(argv=None) -> int:
     args = _parser(argv).parse_args(argv)
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
            "predict": cmd_predict, "maps": cmd_maps, "plot": cmd_plot, "report": cmd_report,
-           "export": cmd_export, "sweep": cmd_sweep, "demo": cmd_demo}[args.cmd]
+           "export": cmd_export, "shifts": cmd_shifts, "sweep": cmd_sweep,
+           "demo": cmd_demo}[args.cmd]
     try:
         return cmd(args)
     except NinError as e:  # the user can fix these: one line, no traceback

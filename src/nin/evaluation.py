@@ -55,6 +55,39 @@ def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
                 confusion=conf.tolist(), tta=tta)
 
 
+# ---------------------------------------------------------------- translations (paper §4.6)
+DIRECTIONS = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}
+
+
+def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Images (..., H, W) moved dx pixels right and dy down; what comes in is zero (black)."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    if abs(dx) < w and abs(dy) < h:
+        out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            x[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+def shift_errors(model, pre, dataset, max_shift: int = 8, batch_size: int = 500,
+                 tta: bool = False) -> dict:
+    """Test error (%) of the images moved by 0..max_shift pixels in each of four directions
+    (zero fill): per direction, and their mean at each shift."""
+    still = evaluate(model, pre, dataset, batch_size, tta)["error"]
+    by_dir = {name: [still] + [evaluate(model, pre, _shifted(dataset, ux * s, uy * s),
+                                        batch_size, tta)["error"]
+                               for s in range(1, max_shift + 1)]
+              for name, (ux, uy) in DIRECTIONS.items()}
+    mean = [float(np.mean([by_dir[d][s] for d in DIRECTIONS])) for s in range(max_shift + 1)]
+    return dict(shifts=list(range(max_shift + 1)), error=mean, by_direction=by_dir, n=len(dataset),
+                tta=tta)
+
+
+def _shifted(dataset, dx: int, dy: int):
+    return type(dataset)(shift_images(dataset.images, dx, dy), dataset.labels, dataset.classes,
+                         dataset.name, dataset.split)
+
+
 # ---------------------------------------------------------------- images from disk
 MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding them
 

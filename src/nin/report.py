@@ -105,6 +105,14 @@ def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     return None
 
 
+def precision(r: dict) -> str:
+    """The precision a run (a result.json) trained in; runs from before it was recorded ran
+    fp32 on the CPU and bf16 on CUDA with amp."""
+    return r.get("precision") or r.get("env", {}).get("precision") or (
+        "bf16" if r.get("env", {}).get("device", "").startswith("cuda")
+        and r["config"].get("amp", True) else "fp32")
+
+
 def pilots_table(results: list[dict], root: Path) -> list[str]:
     """Runs scored on the validation split: where settings were chosen."""
     pilots = [r for r in results if r.get("finished") and r["config"]["eval_split"] == "val"]
@@ -112,15 +120,17 @@ def pilots_table(results: list[dict], root: Path) -> list[str]:
         return []
     out = ["", "Pilots on the validation split (trained on `train-val`, scored on `val`, the last "
            "10,000 training images): the settings above were chosen here, never on the test "
-           "set.", "", "| run | model | recipe | train images | batch | lr | epochs | crops | "
-           "val error, last epoch | best (epoch) |", "|---|---|---|---|---|---|---|---|---|---|"]
+           "set.", "", "| run | model | recipe | precision | seed | train images | batch | lr | "
+           "epochs | crops | val error, last epoch | best (epoch) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(pilots, key=lambda r: r["path"]):
         c, h = r["config"], [e for e in r["history"] if "test_error" in e]
         best = min(h, key=lambda e: e["test_error"])
         crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
                  else "—")
         n = f"{c['subset']:,}" if c.get("subset") else "all"
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {n} | "
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {precision(r)} | "
+                   f"{c['seed']} | {n} | "
                    f"{c['batch_size']} | {c['lr']} | {r['epochs_run']} | {crops} | "
                    f"{r['final']['error']:.2f} % ({r['final']['n']:,} images) | "
                    f"{best['test_error']:.2f} % ({best['epoch']}) |")
@@ -189,18 +199,22 @@ def bench_tables(root) -> str:
                         + (" (needs the GPU)." if dev == "cuda" else "."), ""]
                 continue
             d = json.loads(f.read_text())
-            peak = d["matmul_peak_tflops"]
-            env = d["env"]
-            out += [f"{what[0].upper() + what[1:]} throughput on {env['name']} "
+            peak, env = d["matmul_peak_tflops"], d["env"]
+            # one peak (older files: fp32 on the CPU, bf16 on CUDA) or one per precision
+            peaks = peak if isinstance(peak, dict) else {d.get("matmul_dtype", "fp32"): peak}
+            out += [f"{what[0].upper() + what[1:]} throughput on "
+                    f"{env.get('gpu') or env.get('name') or env.get('cpu')} "
                     f"({env['device']}, {env['threads']} threads), measured matmul peak "
-                    f"{peak:.3f} TFLOP/s "
-                    f"(`{f.relative_to(root)}`):", "",
-                    "| model | batch | images/s | TFLOP/s | share of peak |",
-                    "|---|---|---|---|---|"]
+                    + ", ".join(f"{p} {v:.3f} TFLOP/s" for p, v in peaks.items())
+                    + f" (`{f.relative_to(root)}`):", "",
+                    "| model | precision | batch | size | images/s | TFLOP/s | share of its "
+                    "precision's peak |", "|---|---|---|---|---|---|---|"]
             for r in d["rows"]:
                 name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "")
-                out.append(f"| {name} | {r['batch']} | {r['images_per_s']:,.1f} | "
-                           f"{r['achieved_tflops']:.4f} | {100 * r['share_of_peak']:.0f} % |")
+                p = r.get("precision", next(iter(peaks)))
+                out.append(f"| {name} | {p} | {r['batch']} | {r.get('size', 32)} | "
+                           f"{r['images_per_s']:,.1f} | {r['achieved_tflops']:.4f} | "
+                           f"{100 * r['share_of_peak']:.0f} % |")
             out.append("")
     f = bench / "load_data.json"
     if f.is_file():
@@ -226,13 +240,14 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         return ["Time to the paper's error on the CPU: not measured yet.", ""]
     out = [f"Training time on the CPU until the first epoch at or below the paper's test error "
            f"(median over seeds, evaluation excluded; `{f.relative_to(root)}`):", "",
-           "| dataset | model | recipe | schedule | target | time | seeds | threads | "
-           "reached at epoch |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "| dataset | model | recipe | schedule | precision | TTA | target | time | seeds | "
+           "threads | reached at epoch |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in json.loads(f.read_text())["rows"]:
         reached = ", ".join("—" if p["epoch"] is None else str(p["epoch"]) for p in r["per_seed"])
         t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
         out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {r['epochs']} epochs | "
+                   f"{r.get('precision', 'fp32')} | {'flip' if r.get('tta') else 'no'} | "
                    f"{r['target_error']} % | {t} | {','.join(map(str, r['seeds']))} | "
                    f"{','.join(map(str, r['threads']))} | {reached} |")
     for r in json.loads(f.read_text())["rows"]:

@@ -183,3 +183,20 @@ def plot_runs(runs, path) -> str:
     fig.savefig(path)
     plt.close(fig)
     return str(path)
+
+
+def plot_shifts(curves: dict, path) -> str:
+    """Test error against the shift of the test images (paper §4.6), one line per network:
+    curves maps a name to evaluation.shift_errors' result."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
+    for i, (name, c) in enumerate(curves.items()):
+        ax.plot(c["shifts"], c["error"], marker="o", markersize=3, color=f"C{i % 10}",
+                label=name)
+    ax.set_xlabel("shift of the test images, pixels (mean of left, right, up, down; zero fill)")
+    ax.set_ylabel("test error, %")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
