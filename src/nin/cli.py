@@ -306,7 +306,7 @@ def cmd_predict(args):
 def cmd_maps(args):
     import torch
 
-    from .evaluation import load_image
+    from .folder import load_image
     from .visualization import draw_grid, draw_maps
     model, pre, meta = _load(args)
     classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import folder
 from .errors import DataError
 from .files import file_digest
 from .paper import DATASETS as _FACTS
@@ -511,11 +512,11 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
     size x size pixels; the other datasets ignore those arguments.
     """
     if name == "folder":
-        from .folder import load_folder
         if root is None:
             raise DataError("--dataset folder needs --data-dir DIR, the folder holding train/")
-        return load_folder(root, split, in_chans or 3, size or 32, skip_bad,
-                           log or (lambda m: print(m, file=sys.stderr)))  # stdout may be JSON
+        x, y, classes = folder.read_split(root, split, in_chans or 3, size or 32, skip_bad,
+                                          log or (lambda m: print(m, file=sys.stderr)))
+        return Dataset(torch.from_numpy(x), torch.from_numpy(y), classes, "folder", split)
     _check_name(name)
     if split not in SPLITS[name]:
         raise DataError(f"{name} has no split {split!r}; use one of {', '.join(SPLITS[name])}")

@@ -1,15 +1,14 @@
 """Evaluation (error, per-class accuracy, confusion matrix, flip TTA) and prediction on images."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import distributed as dist
 from .device import autocast, eval_precision
-from .errors import ImageError
+from .errors import ImageError  # noqa: F401 - callers catch it from here
+from .folder import load_image
 from .models import eval_mode
 
 
@@ -86,46 +85,6 @@ def shift_errors(model, pre, dataset, max_shift: int = 8, batch_size: int = 500,
 def _shifted(dataset, dx: int, dy: int):
     return type(dataset)(shift_images(dataset.images, dx, dy), dataset.labels, dataset.classes,
                          dataset.name, dataset.split)
-
-
-# ---------------------------------------------------------------- images from disk
-MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding them
-
-
-def load_image(path, in_chans: int, size: int) -> torch.Tensor:
-    """Any PNG/JPEG (any size or mode, EXIF orientation applied) as a uint8 C×size×size tensor:
-    the shorter side resized to `size`, then centre-cropped."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    path = Path(path)
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
-    try:
-        with Image.open(path) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise ImageError(f"{path}: {im.width}×{im.height} pixels is more than this "
-                                 f"program decodes ({MAX_PIXELS:,}); shrink the image first")
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "P", "PA"):
-                im = im.convert("RGBA")
-                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, im)  # transparent areas read as white
-            im = im.convert("L" if in_chans == 1 else "RGB")
-            scale = size / min(im.width, im.height)
-            w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
-            im = im.resize((w, h), Image.BICUBIC)
-            left, top = (w - size) // 2, (h - size) // 2
-            im = im.crop((left, top, left + size, top + size))
-            arr = np.asarray(im, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: not an image PIL can read ({e}); give a PNG or JPEG") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        if isinstance(e, ImageError):
-            raise
-        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
-    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-    return torch.from_numpy(np.array(arr))  # a writable copy
 
 
 def predict_images(model, pre, paths, classes, topk: int = 5, tta: bool = False) -> list[dict]:

@@ -6,7 +6,7 @@
 
 Class names are train/'s subfolder names, sorted. Each image is converted to the network's
 channels (RGB or L), its shorter side resized to the image size, then centre-cropped
-(evaluation.load_image). The decoded uint8 arrays are cached under ~/.cache/nin/folders (or
+(load_image). The decoded uint8 arrays are cached under ~/.cache/nin/folders (or
 $NIN_CACHE_DIR/folders), keyed by the files' names, sizes and modification times and by the image
 size, so a second run starts in seconds; nothing is written inside DIR.
 """
@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,49 @@ SPLITS = ("train", "val", "test")
 def cache_dir() -> Path:
     root = os.environ.get("NIN_CACHE_DIR")
     return (Path(root).expanduser() if root else Path.home() / ".cache" / "nin") / "folders"
+
+
+# ---------------------------------------------------------------- one picture
+MAX_PIXELS = 64_000_000  # refuse decompression bombs before decoding them
+
+
+def load_image(path, in_chans: int, size: int) -> torch.Tensor:
+    """Any PNG, JPEG, BMP, GIF or WebP (any size or mode, EXIF orientation applied) as a uint8
+    C×size×size tensor: the shorter side resized to `size`, then centre-cropped."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    try:
+        with warnings.catch_warnings():  # a bomb is refused below, with the file's name
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(path)
+        with im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ImageError(f"{path}: {im.width}×{im.height} pixels is more than this "
+                                 f"program decodes ({MAX_PIXELS:,}); shrink the image first")
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "P", "PA"):
+                im = im.convert("RGBA")
+                bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+                im = Image.alpha_composite(bg, im)  # transparent areas read as white
+            im = im.convert("L" if in_chans == 1 else "RGB")
+            scale = size / min(im.width, im.height)
+            w, h = max(size, round(im.width * scale)), max(size, round(im.height * scale))
+            im = im.resize((w, h), Image.BICUBIC)
+            left, top = (w - size) // 2, (h - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+            arr = np.asarray(im, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+        raise ImageError(f"{path}: not an image PIL can read ({e}); give a PNG or JPEG") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"{path}: corrupt or truncated image ({e})") from None
+    arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
+    return torch.from_numpy(np.array(arr))  # a writable copy
 
 
 # ---------------------------------------------------------------- layout
@@ -84,7 +128,6 @@ def _key(files, in_chans: int, size: int, skip_bad: bool) -> str:
 def decode(files, in_chans: int, size: int, skip_bad: bool, log=print):
     """(images uint8 N×C×size×size, labels) of the files. A broken image is refused in one line
     naming it and how many more there are; with skip_bad it is left out and counted."""
-    from .evaluation import load_image
     images, labels, bad = [], [], []
     for f, label in files:
         try:
@@ -136,10 +179,9 @@ def holdout(labels: np.ndarray) -> np.ndarray:
     return mask
 
 
-def load_folder(root, split: str, in_chans: int, size: int, skip_bad: bool = False,
-                log=print):
-    """A split of DIR as a data.Dataset (uint8 images, labels, the class names)."""
-    from .data import Dataset
+def read_split(root, split: str, in_chans: int, size: int, skip_bad: bool = False,
+               log=print):
+    """(images uint8 N×C×size×size, labels int64, class names) of a split of DIR."""
     root = Path(root).expanduser()
     if split not in SPLITS:
         raise DataError(f"a folder dataset has the splits {', '.join(SPLITS)}, not {split!r}")
@@ -157,5 +199,4 @@ def load_folder(root, split: str, in_chans: int, size: int, skip_bad: bool = Fal
             log(f"{root} has no test/ folder: {mask.sum():,} of the {len(y):,} train/ images "
                 f"(a seeded {HOLDOUT:.0%} of each class) are held out as the test split")
         x, y = x[keep], y[keep]
-    return Dataset(torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y), classes,
-                   "folder", split)
+    return np.ascontiguousarray(x), y, classes
