@@ -98,3 +98,15 @@ def test_pooling_windows_start_at_pixel_0_like_cuda_convnet():
     avg = [m for m in build_model("nin_cifar10_caffe").features
            if isinstance(m, torch.nn.AvgPool2d)][0]
     assert avg(ramp)[0, 0, 0, 0] == 33  # the mean of rows 0-2 x columns 0-2, no zeros in it
+
+
+def test_registry_builders_are_named_functions_and_names_are_unique():
+    import nin.models as m
+    for name in m.list_models():
+        assert getattr(m, name) is m.model_info(name)["fn"]  # `def NAME` in models.py
+    with pytest.raises(ValueError, match="registered twice"):
+        m.register_model("cifar10")(m.nin_cifar10)
+    # a recipe's drop_rate does not put dropout back into the no-dropout ablation
+    net = m.build_model("nin_cifar10_nodropout", drop_rate=0.5)
+    assert not any(isinstance(x, torch.nn.Dropout) for x in net.modules())
+    assert m.build_model("nin_cifar100").init_std == m.CIFAR100_INIT_STD

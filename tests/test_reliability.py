@@ -193,7 +193,7 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         return (loss * float("nan") if calls["n"] > 6 else loss), logits
     monkeypatch.setattr(nin.training, "train_step", poisoned)
     cfg = make_config("paper", "mnist-sample", subset=128, eval_subset=64, batch_size=32,
-                      epochs=3, init="kaiming", out=str(tmp_path / "nan"))
+                      epochs=3, init="kaiming", amp=True, out=str(tmp_path / "nan"))  # bf16
     with pytest.raises(NonFiniteLoss, match="non-finite by step 8.*last good checkpoint"):
         train(cfg, **QUIET)
     side = ckpt.latest_checkpoint(tmp_path / "nan")

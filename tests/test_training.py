@@ -96,9 +96,10 @@ def test_a_single_dead_class_is_detected(tmp_path, monkeypatch):
             m.last_layer().bias[3] = -100.0  # class 3's map is zero for every image
         return m
     monkeypatch.setattr(nin.training, "build_model", one_dead)
-    with pytest.raises(DeadStartError, match=r"class map\(s\) \[3\]"):
-        train(_cfg(tmp_path, "dead3", subset=640, epochs=6, init="kaiming", patience=10, lr=1e-3),
-              log=lambda *_: None, progress=False)
+    for amp in (False, True):  # fp32 and bf16 (forced: native or emulated)
+        with pytest.raises(DeadStartError, match=r"class map\(s\) \[3\]"):
+            train(_cfg(tmp_path, f"dead3-{amp}", subset=640, epochs=6, init="kaiming",
+                       patience=10, lr=1e-3, amp=amp), log=lambda *_: None, progress=False)
 
 
 def test_resume_refuses_another_config(tmp_path):

@@ -140,29 +140,127 @@ class NIN(nn.Module):
 
 
 # ---------------------------------------------------------------- registry
+# One builder per network, registered by name (as timm's register_model): `grep -n "def
+# nin_svhn_bn" src/` finds its definition. Each builder returns a fresh network; kwargs override
+# its settings (drop_rate, init, num_classes, input_size ...). Pretrained weights: nin.hub.
 _REGISTRY: dict[str, dict] = {}
 
 
-def _register(name, dataset, doc, **kw):
-    _REGISTRY[name] = dict(dataset=dataset, doc=doc, kwargs=kw)
+def register_model(dataset: str):
+    """Decorator: register a builder under its function name, for the dataset whose images it
+    takes. A name registered twice is refused."""
+    def register(fn):
+        if fn.__name__ in _REGISTRY:
+            raise ValueError(f"model {fn.__name__!r} is registered twice")
+        doc = (fn.__doc__ or "").strip().split("\n")[0]
+        _REGISTRY[fn.__name__] = dict(dataset=dataset, doc=doc, fn=fn)
+        return fn
+    return register
 
 
-for _ds in ARCHS:
-    _register(f"nin_{_ds}", _ds, f"NIN for {_ds}, the paper's network")
-    _register(f"nin_{_ds}_bn", _ds,
-              f"NIN for {_ds} with batch norm after each conv (modern recipe)", bn=True)
-_register("nin_cifar10_caffe", "cifar10", "Caffe Model Zoo NIN: average pooling after block 2",
-          pool2="avg")
-_register("nin_cifar10_fc", "cifar10", "ablation (Table 5): mlpconv body, fully connected head",
-          head="fc")
-_register("nin_cifar10_fc_dropout", "cifar10",
-          "ablation (Table 5): mlpconv body, fully connected head with dropout", head="fc_dropout")
-_register("nin_cifar10_nodropout", "cifar10", "ablation: NIN without dropout between blocks",
-          drop_rate=0.0)
-for _head in ("gap", "fc", "fc_dropout"):
-    _register(f"cnn_cifar10_{_head}", "cifar10",
-              f"ablation: conventional CNN (three convs) with a {_head} head",
-              blocks=CNN_BLOCKS, head=_head)
+def _nin(dataset: str, **kw) -> NIN:
+    """The paper's architecture for `dataset` (BLOCKS, its image size and class count), with the
+    builder's settings, then the caller's, on top."""
+    arch = ARCHS[dataset]
+    cfg = dict(blocks=arch["blocks"], in_chans=arch["in_chans"], input_size=arch["input_size"],
+               num_classes=arch["num_classes"])
+    cfg.update({k: v for k, v in kw.items() if v is not None or k != "num_classes"})
+    return NIN(**cfg)
+
+
+# The authors' CIFAR-100 file: Gaussian std 0.001 for conv1, 0.01 for cccp1-2, 0.05 elsewhere.
+CIFAR100_INIT_STD = [0.001, 0.01, 0.01, 0.05]
+
+
+@register_model("cifar10")
+def nin_cifar10(**kw) -> NIN:
+    """NIN for CIFAR-10, the paper's network (966,986 parameters)"""
+    return _nin("cifar10", **kw)
+
+
+@register_model("cifar10")
+def nin_cifar10_bn(**kw) -> NIN:
+    """NIN for CIFAR-10 with batch norm after each conv (modern recipe)"""
+    return _nin("cifar10", **{"bn": True, **kw})
+
+
+@register_model("cifar100")
+def nin_cifar100(**kw) -> NIN:
+    """NIN for CIFAR-100, the paper's network, with the authors' init stds"""
+    return _nin("cifar100", **{"init_std": CIFAR100_INIT_STD, **kw})
+
+
+@register_model("cifar100")
+def nin_cifar100_bn(**kw) -> NIN:
+    """NIN for CIFAR-100 with batch norm after each conv (modern recipe)"""
+    return _nin("cifar100", **{"bn": True, "init_std": CIFAR100_INIT_STD, **kw})
+
+
+@register_model("mnist")
+def nin_mnist(**kw) -> NIN:
+    """NIN for MNIST, the paper's network"""
+    return _nin("mnist", **kw)
+
+
+@register_model("mnist")
+def nin_mnist_bn(**kw) -> NIN:
+    """NIN for MNIST with batch norm after each conv (modern recipe)"""
+    return _nin("mnist", **{"bn": True, **kw})
+
+
+@register_model("svhn")
+def nin_svhn(**kw) -> NIN:
+    """NIN for SVHN, the paper's network"""
+    return _nin("svhn", **kw)
+
+
+@register_model("svhn")
+def nin_svhn_bn(**kw) -> NIN:
+    """NIN for SVHN with batch norm after each conv (modern recipe)"""
+    return _nin("svhn", **{"bn": True, **kw})
+
+
+@register_model("cifar10")
+def nin_cifar10_caffe(**kw) -> NIN:
+    """Caffe Model Zoo NIN: average pooling after block 2"""
+    return _nin("cifar10", **{"pool2": "avg", **kw})
+
+
+@register_model("cifar10")
+def nin_cifar10_fc(**kw) -> NIN:
+    """ablation (Table 5): mlpconv body, fully connected head"""
+    return _nin("cifar10", **{"head": "fc", **kw})
+
+
+@register_model("cifar10")
+def nin_cifar10_fc_dropout(**kw) -> NIN:
+    """ablation (Table 5): mlpconv body, fully connected head with dropout"""
+    return _nin("cifar10", **{"head": "fc_dropout", **kw})
+
+
+@register_model("cifar10")
+def nin_cifar10_nodropout(**kw) -> NIN:
+    """ablation: NIN without dropout between blocks"""
+    # its defining setting wins over a recipe's drop_rate (which every run passes)
+    return _nin("cifar10", **{**kw, "drop_rate": 0.0})
+
+
+@register_model("cifar10")
+def cnn_cifar10_gap(**kw) -> NIN:
+    """ablation: conventional CNN (three convs) with a gap head"""
+    return _nin("cifar10", **{"blocks": CNN_BLOCKS, "head": "gap", **kw})
+
+
+@register_model("cifar10")
+def cnn_cifar10_fc(**kw) -> NIN:
+    """ablation: conventional CNN (three convs) with a fc head"""
+    return _nin("cifar10", **{"blocks": CNN_BLOCKS, "head": "fc", **kw})
+
+
+@register_model("cifar10")
+def cnn_cifar10_fc_dropout(**kw) -> NIN:
+    """ablation: conventional CNN (three convs) with a fc_dropout head"""
+    return _nin("cifar10", **{"blocks": CNN_BLOCKS, "head": "fc_dropout", **kw})
 
 
 def list_models(pattern: str = "*") -> list[str]:
@@ -171,6 +269,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 
 def model_info(name: str) -> dict:
+    """{dataset, doc, fn} of a registered network."""
     if name not in _REGISTRY:
         raise ConfigError(f"unknown model {name!r}; known: {', '.join(list_models())}")
     return _REGISTRY[name]
@@ -179,18 +278,7 @@ def model_info(name: str) -> dict:
 def build_model(name: str, num_classes: int | None = None, **kwargs) -> NIN:
     """Build a registered network with fresh weights. kwargs override the architecture's
     settings (drop_rate, init, bn, head, pool2...). For shipped weights: nin.create_model."""
-    info = model_info(name)
-    arch = ARCHS[info["dataset"]]
-    cfg = dict(blocks=arch["blocks"], in_chans=arch["in_chans"], input_size=arch["input_size"],
-               num_classes=arch["num_classes"])
-    if info["dataset"] == "cifar100":
-        # The authors' CIFAR-100 file: std 0.001 for conv1, 0.01 for cccp1-2, 0.05 elsewhere.
-        cfg["init_std"] = [0.001, 0.01, 0.01, 0.05]
-    cfg.update(info["kwargs"])
-    cfg.update(kwargs)
-    if num_classes is not None:
-        cfg["num_classes"] = num_classes
-    model = NIN(**cfg)
+    model = model_info(name)["fn"](num_classes=num_classes, **kwargs)
     model.name = name
     return model
 
