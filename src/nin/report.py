@@ -43,7 +43,7 @@ ABLATIONS = [
 def is_full(r: dict) -> bool:
     c = r["config"]
     return (r.get("finished") and not c.get("subset") and not c.get("eval_subset")
-            and c["eval_split"] == "test" and c["dataset"] != "mnist-sample")
+            and c["eval_split"] == "test" and c["dataset"] not in ("mnist-sample", "folder"))
 
 
 def augmented(row) -> bool:
@@ -159,8 +159,8 @@ def tables(results: list[dict], root: Path = Path(".")) -> str:
     for label, model, paper in ABLATIONS:
         out.append(f"| {label} | {paper} | {find(full, 'cifar10', model, 'paper', False) or GPU} |")
     out += pilots_table(results, root)
-    short = [r for r in results if not is_full(r) and r.get("finished")
-             and r["config"]["eval_split"] != "val"]
+    short = [r for r in results if not is_full(r) and r.get("finished")  # not yours: folders
+             and r["config"]["eval_split"] != "val" and r["config"]["dataset"] != "folder"]
     out += ["", "Short CPU runs (a subset or the embedded sample and a few epochs: they test the "
             "pipeline, they are not comparable with the paper):", "",
             "| run | model | recipe | train images | epochs | test images | test error | "
