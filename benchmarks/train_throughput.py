@@ -14,7 +14,7 @@ import torch
 
 from common import environment, matmul_peak, sync, table, write
 
-from nin.models import count_macs, build_model
+from nin.models import build_model, count_macs, model_info
 from nin.preprocessing import Preprocess, augment
 from nin.device import PRECISIONS, autocast, cpu_has_native_bf16
 from nin.config import make_config
@@ -22,14 +22,17 @@ from nin.training import compile_or_eager, make_optimizer, train_step
 
 
 def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size):
-    cfg = make_config(recipe, "cifar10", batch_size=batch)
+    dataset = model_info(model_name)["dataset"]  # the recipe's settings for its images
+    cfg = make_config(recipe, dataset, batch_size=batch)
     cuda = device.type == "cuda"
     model = build_model(model_name, init="kaiming").to(device)
     model = model.to(memory_format=torch.channels_last)
-    pre = Preprocess(cfg.preprocess, 3, 32).to(device)
+    c, side = model.in_chans, model.input_size
+    size = None if size == side else size
+    pre = Preprocess(cfg.preprocess, c, side).to(device)
     opt = make_optimizer(model, cfg, cuda)
     net = compile_or_eager(model, print) if compile_ else model
-    images = torch.randint(0, 256, (batch * 8, 3, 32, 32), dtype=torch.uint8, device=device)
+    images = torch.randint(0, 256, (batch * 8, c, side, side), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch * 8,), device=device)
     gen = torch.Generator(device=device).manual_seed(0)
     amp = autocast(device, precision)
@@ -50,7 +53,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     macs = count_macs(model, size=size)
     ips = steps * batch / dt
     return dict(model=model_name, recipe=recipe, precision=precision, batch=batch,
-                size=size or 32, steps=steps, seconds=round(dt, 3),
+                size=size or side, steps=steps, seconds=round(dt, 3),
                 images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
                 achieved_tflops=round(ips * 6 * macs / 1e12, 4))
 
@@ -59,11 +62,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batch", type=int, nargs="+")
-    ap.add_argument("--size", type=int, nargs="+", default=[32], help="crop sides (24: the "
-                    "progressive-resizing epochs)")
+    ap.add_argument("--size", type=int, nargs="+", default=[0], help="crop sides (24: the "
+                    "progressive-resizing epochs; default: the network's input)")
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
     ap.add_argument("--models", nargs="+", default=["nin_cifar10", "nin_cifar10_bn"])
     ap.add_argument("--steps", type=int)
+    ap.add_argument("--name", help="JSON file name (default: train_throughput_DEVICE)")
     ap.add_argument("--compile", action="store_true")
     args = ap.parse_args()
     device = torch.device(args.device)
@@ -77,7 +81,7 @@ def main():
         recipe = "modern" if model.endswith("_bn") else "paper"
         for b, size, p in itertools.product(batches, args.size, args.precision):
             r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile, p,
-                        None if size == 32 else size)
+                        size or None)
             r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peaks[p], 4)
             rows.append(r)
     env = environment(device)
@@ -87,7 +91,7 @@ def main():
           + "; training step = 6 x forward multiply-adds")
     table(rows, ["model", "precision", "batch", "size", "images_per_s", "achieved_tflops",
                  "share_of_peak"])
-    write(f"train_throughput_{device.type}", dict(
+    write(args.name or f"train_throughput_{device.type}", dict(
         benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)
                                                           for p, v in peaks.items()},
         compile=args.compile, rows=rows, env=env))
