@@ -72,10 +72,12 @@ def from_runs(folders) -> list:
         c = r["config"]
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], precision(r), c["tta"])
+        crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, precision(r), c["tta"])
         groups.setdefault(key, []).append((folder, r))
     rows = []
-    for (dataset, model, recipe, epochs, prec, tta), runs in sorted(groups.items()):
+    for (dataset, model, recipe, epochs, crop, prec, tta), runs in sorted(
+            groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         target = TARGETS[dataset]
         per_seed = []
         for folder, r in runs:
@@ -84,7 +86,7 @@ def from_runs(folders) -> list:
                                  final_error=r["final"]["error"], run=str(folder)))
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
-        rows.append(dict(dataset=dataset, model=model, recipe=recipe, precision=prec,
+        rows.append(dict(dataset=dataset, model=model, recipe=recipe, crops=crop, precision=prec,
                          tta=tta, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
@@ -101,8 +103,8 @@ def cpu_mode(folders) -> int:
         return 1
     flat = [dict(r, seeds=",".join(map(str, r["seeds"])),
                  threads=",".join(map(str, r["threads"]))) for r in rows]
-    table(flat, ["dataset", "model", "recipe", "epochs", "precision", "tta", "target_error",
-                 "seconds", "seeds", "threads"])
+    table(flat, ["dataset", "model", "recipe", "epochs", "crops", "precision", "tta",
+                 "target_error", "seconds", "seeds", "threads"])
     write("time_to_accuracy_cpu", dict(benchmark="time_to_accuracy_cpu", rows=rows,
                                        env=environment(torch.device("cpu"))))
     return 0
