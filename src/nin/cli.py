@@ -105,7 +105,7 @@ def _add_setup_parsers(sub):
 
     p = sub.add_parser("data", help="verify or download a dataset")
     p.add_argument("action", choices=["verify", "download"])
-    p.add_argument("dataset", choices=list(DATASETS))
+    p.add_argument("dataset", choices=[d for d in DATASETS if d != "folder"])
     _add_data_dir(p)
 
 

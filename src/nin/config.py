@@ -91,6 +91,9 @@ class TrainConfig:
 
     def __post_init__(self):
         side = DATASETS.get(self.dataset, {}).get("size")
+        if self.image_size is not None and self.dataset != "folder":
+            raise ConfigError(f"--image-size is for folder datasets; {self.dataset}'s images "
+                              "are the network's size")
         if self.crop_epochs and not self.crop_size:
             raise ConfigError("--crop-epochs needs --crop-size (the side of the random crops)")
         if self.crop_size is not None and side and not 8 <= self.crop_size <= side:
