@@ -21,6 +21,7 @@ from nin.training import run_lock, train
 
 QUIET = dict(log=lambda *_: None, progress=False)
 FIXTURE = Path(__file__).parent / "fixtures" / "resume_from_028d0ab"
+FIXTURE_7880BEF = Path(__file__).parent / "fixtures" / "resume_from_7880bef"
 
 
 def _fixture_cfg(out, **kw):
@@ -53,6 +54,33 @@ def test_checkpoint_written_by_main_028d0ab_resumes_to_the_same_weights(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cut["final"]["error"] == full["final"]["error"] and cut["steps"] == 16
     assert [h["train_acc"] for h in cut["history"]] == [h["train_acc"] for h in full["history"]]
+
+
+def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path, one_thread):
+    """The fixture is the same run stopped at step 11 by main at 7880bef (2026-12-03), before
+    the run state had a format version and before bf16 on the CPU: it resumes in fp32 and ends
+    where an uninterrupted fp32 run of this code ends."""
+    shutil.copytree(FIXTURE_7880BEF, tmp_path / "old")
+    meta = json.loads((tmp_path / "old/checkpoints/step-00000011.json").read_text())
+    assert "state_version" not in meta and "precision" not in meta  # really the old format
+    cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)
+    full = train(_fixture_cfg(tmp_path / "new", amp=False), **QUIET)
+    a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
+    b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert cut["final"]["error"] == full["final"]["error"] and cut["precision"] == "fp32"
+    new_meta = json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
+    assert new_meta["state_version"] == 2
+
+
+def test_a_checkpoint_from_a_newer_nin_is_refused(tmp_path):
+    train(_fixture_cfg(tmp_path / "n", max_steps=2), **QUIET)
+    side = ckpt.latest_checkpoint(tmp_path / "n")
+    meta = json.loads(side.read_text())
+    meta["state_version"] = 99
+    side.write_text(json.dumps(meta))
+    with pytest.raises(ckpt.CheckpointError, match="newer nin .*version 99"):
+        train(_fixture_cfg(tmp_path / "n"), resume=True, **QUIET)
 
 
 def test_resume_refuses_a_new_length_of_a_onecycle_schedule(tmp_path):

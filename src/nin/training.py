@@ -5,9 +5,9 @@
 
 A run is its settings (config.TrainConfig), what was built from them (Run: data, network,
 optimizer, schedule) and what changes as it trains (RunState: counters, history, this epoch's
-running sums). RunState converts to and from a checkpoint's metadata; with the RNG states saved
-beside it, a killed run resumed with --resume ends with the same weights as an uninterrupted one
-(on the CPU). SIGTERM writes a checkpoint and stops with exit code 75 ("resume me"); a second
+running sums). run_state_dict / load_run_state save and restore all of it with the optimizer,
+schedule and RNG states; a killed run resumed with --resume ends with the same weights as an
+uninterrupted one (on the CPU). SIGTERM writes a checkpoint and stops with exit code 75 ("resume me"); a second
 `nin train` into a folder where a run is alive is refused.
 """
 from __future__ import annotations
@@ -148,14 +148,13 @@ def compile_or_eager(net, log, mode: str = "default"):
 # ---------------------------------------------------------------- the run and its state
 @dataclass
 class RunState:
-    """What changes as a run trains. Saved in every checkpoint (meta: plain values; tensors:
-    this epoch's running sums per rank) under the keys checkpoints have always used."""
+    """What changes as a run trains: counters, history, this epoch's running sums. A checkpoint
+    saves it with the optimizer, schedule and RNG states: run_state_dict / load_run_state."""
     step: int = 0                 # optimizer steps so far
     epoch: int = 0                # completed epochs
     step_in_epoch: int = 0        # steps into the current epoch
     wall_s: float = 0.0           # training seconds so far (evaluation excluded)
     history: list = field(default_factory=list)  # one record per completed epoch
-    schedule: dict = field(default_factory=dict)  # Schedule.state()
     loss_sum: torch.Tensor | None = None  # this epoch's running sums, left on the device
     correct: torch.Tensor | None = None
     seen: int = 0                 # images this rank trained on this epoch
@@ -166,26 +165,6 @@ class RunState:
         self.correct = torch.zeros((), device=device, dtype=torch.long)
         self.seen = 0
 
-    def to_meta(self, seen_per_rank: list[int]) -> dict:
-        return dict(epoch=self.epoch, step_in_epoch=self.step_in_epoch, schedule=self.schedule,
-                    history=self.history, wall_s=self.wall_s, seen_in_epoch=seen_per_rank,
-                    dead_streak=int(self.dead_streak))
-
-    def rank_tensors(self) -> dict:
-        return {"run.loss_sum": self.loss_sum.cpu(), "run.correct": self.correct.cpu()} \
-            if self.step_in_epoch else {}
-
-    @classmethod
-    def from_checkpoint(cls, meta: dict, tensors: dict, rank: int, device) -> "RunState":
-        s = cls(step=meta["step"], epoch=meta["epoch"], step_in_epoch=meta["step_in_epoch"],
-                wall_s=meta["wall_s"], history=meta["history"], schedule=meta["schedule"])
-        s.new_epoch(device)
-        if s.step_in_epoch:  # resuming inside an epoch: its training accuracy counts all of it
-            s.loss_sum = tensors[f"run.loss_sum.{rank}"].to(device)
-            s.correct = tensors[f"run.correct.{rank}"].to(device)
-            s.seen = meta["seen_in_epoch"][rank]
-        s.dead_streak = torch.tensor(meta.get("dead_streak", 0), device=device)
-        return s
 
 
 @dataclass
@@ -284,7 +263,6 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
 def restore(run: Run, resume: bool) -> bool:
     """Continue from the newest valid checkpoint (resume) or start fresh: fit the
     preprocessing on the training split. Returns whether a checkpoint was restored."""
-    run.state.schedule = run.sched.state()
     run.state.new_epoch(run.device)
     run.state.dead_streak = torch.zeros((), device=run.device, dtype=torch.long)
     metrics = run.out / "metrics.jsonl"
@@ -303,14 +281,7 @@ def restore(run: Run, resume: bool) -> bool:
     _keep_precision(run, meta, last)
     _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
-    tensors = ckpt.load_state(last, meta)
-    ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), run.device)
-    torch.set_rng_state(tensors.get(f"rng.cpu.{run.rank}", tensors["rng.cpu.0"]))
-    if run.device.type == "cuda" and f"rng.cuda.{run.rank}" in tensors:
-        torch.cuda.set_rng_state(tensors[f"rng.cuda.{run.rank}"])
-    run.data_gen.set_state(tensors["rng.data"].to(run.data_gen.get_state().device))
-    run.sched.load(meta["schedule"])
-    run.state = RunState.from_checkpoint(meta, tensors, run.rank, run.device)
+    load_run_state(run, meta, ckpt.load_state(last, meta), last)
     if run.main:
         _truncate_log(metrics, run.state.step)
     run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
@@ -355,24 +326,71 @@ def start_from_weights(run: Run):
                "; preprocessing refitted on this training split"))
 
 
+# ---------------------------------------------------------------- checkpoints of the run state
+# Every key a checkpoint holds to resume a run is written by run_state_dict and read by
+# load_run_state, nowhere else (the weights and preprocessing: checkpoint.save_checkpoint).
+# STATE_VERSION goes up when these keys change; checkpoints without it are version 1 (the same
+# keys, from before the pair existed) and resume as they always did.
+STATE_VERSION = 2
+
+
+def rank_state(run: Run) -> tuple[dict, int]:
+    """What this rank alone holds: its RNG states, this epoch's running sums, images seen."""
+    s, part = run.state, {"rng.cpu": torch.get_rng_state()}
+    if run.device.type == "cuda":
+        part["rng.cuda"] = torch.cuda.get_rng_state(run.device)
+    if s.step_in_epoch:
+        part.update({"run.loss_sum": s.loss_sum.cpu(), "run.correct": s.correct.cpu()})
+    return part, s.seen
+
+
+def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
+    """(plain values for the sidecar, tensors) of the run state; ranks: rank_state of each."""
+    s = run.state
+    opt_tensors, opt_plain = ckpt.optimizer_state(run.opt)
+    tensors = {"rng.data": run.data_gen.get_state().cpu(), **opt_tensors}
+    for r, (part, _) in enumerate(ranks):
+        tensors.update({f"{k}.{r}": v for k, v in part.items()})
+    meta = dict(state_version=STATE_VERSION, epoch=s.epoch, step_in_epoch=s.step_in_epoch,
+                schedule=run.sched.state(), history=s.history, wall_s=s.wall_s,
+                seen_in_epoch=[seen for _, seen in ranks], dead_streak=int(s.dead_streak),
+                optimizer=opt_plain, precision=run.precision)
+    return meta, tensors
+
+
+def load_run_state(run: Run, meta: dict, tensors: dict, where):
+    """The inverse of run_state_dict, for this rank."""
+    version = meta.get("state_version", 1)
+    if version > STATE_VERSION:
+        raise ckpt.CheckpointError(f"{where}: written by a newer nin (run state version "
+                                   f"{version}, this one reads up to {STATE_VERSION}); upgrade nin")
+    r, device = run.rank, run.device
+    ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), device)
+    torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
+    if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.cuda.{r}"])
+    run.data_gen.set_state(tensors["rng.data"].to(run.data_gen.get_state().device))
+    run.sched.load(meta["schedule"])
+    s = run.state = RunState(step=meta["step"], epoch=meta["epoch"], wall_s=meta["wall_s"],
+                             step_in_epoch=meta["step_in_epoch"], history=meta["history"])
+    s.new_epoch(device)
+    if s.step_in_epoch:  # resuming inside an epoch: its training accuracy counts all of it
+        s.loss_sum = tensors[f"run.loss_sum.{r}"].to(device)
+        s.correct = tensors[f"run.correct.{r}"].to(device)
+        s.seen = meta["seen_in_epoch"][r]
+    s.dead_streak = torch.tensor(meta.get("dead_streak", 0), device=device)
+
+
 def save(run: Run, reason: str):
     """Checkpoint the run. Every rank takes part (its RNG and running sums are gathered);
     rank 0 writes."""
-    s = run.state
-    mine = {"rng.cpu": torch.get_rng_state(), **s.rank_tensors()}
-    if run.device.type == "cuda":
-        mine["rng.cuda"] = torch.cuda.get_rng_state(run.device)
-    ranks = dist.gather_objects((mine, s.seen))
+    ranks = dist.gather_objects(rank_state(run))
     if run.main:
-        opt_tensors, opt_plain = ckpt.optimizer_state(run.opt)
-        tensors = {"rng.data": run.data_gen.get_state().cpu(), **opt_tensors}
-        for r, (d, _) in enumerate(ranks):
-            tensors.update({f"{k}.{r}": v for k, v in d.items()})
-        s.schedule = run.sched.state()
+        state, tensors = run_state_dict(run, ranks)
         meta = dict(config=run.cfg.to_dict(), model_kwargs=run.model_kwargs,
-                    **s.to_meta([seen for _, seen in ranks]), classes=run.train_ds.classes,
-                    reason=reason, env=run.env, optimizer=opt_plain, precision=run.precision)
-        ckpt.save_checkpoint(run.out / "checkpoints", s.step, run.model, run.pre, meta, tensors)
+                    classes=run.train_ds.classes, reason=reason, env=run.env, **state)
+        ckpt.save_checkpoint(run.out / "checkpoints", run.state.step, run.model, run.pre, meta,
+                             tensors)
     dist.barrier()
 
 
