@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -356,3 +357,38 @@ def test_an_unfinished_run_shows_what_it_reached(tmp_path):
     assert unfinished(tmp_path, "cifar10", cfg["model"], "paper") is None
     (run / "result.json").write_text("{}")
     assert unfinished(tmp_path, "cifar10", cfg["model"], "modern") is None
+
+
+def test_config_files_follow_the_rules_of_flags(tmp_path, capsys):
+    """A config file is checked as flags are, resolved in the same order (defaults, recipe,
+    its dataset settings, the file, then flags), and a sweep file is sent to `nin sweep`."""
+    from nin.config import make_config
+
+    def cfg_of(content, *flags):
+        f = tmp_path / "c.json"
+        f.write_text(json.dumps(content))
+        code = main(["train", "--config", str(f), *flags, "--print-config"])
+        out, err = capsys.readouterr()
+        return (json.loads(out) if code == 0 else err.strip()), code
+
+    got, code = cfg_of({"dataset": "mnist-sample", "recipe": "modern", "_doc": "a note"})
+    assert code == 0 and got["model"] == "nin_mnist_bn" and got["lr"] == make_config(
+        "modern", "mnist-sample").lr and got["out"] == "runs/nin_mnist_bn-modern"
+    got, _ = cfg_of({"dataset": "mnist", "lr": 0.02}, "--recipe", "modern")  # flags last
+    assert got["recipe"] == "modern" and got["lr"] == 0.02 and got["preprocess"] == "standardize"
+    for content, msg in [({"lerning_rate": 0.1}, "unknown setting 'lerning_rate'"),
+                         ({"lr": "fast"}, 'lr must be a number, not "fast"'),
+                         ({"subset": 1.5}, "subset must be a whole number or null"),
+                         ({"flip": 1}, "flip must be true or false"),
+                         ({"base": {}, "grid": {}}, "is a sweep file.*nin sweep")]:
+        err, code = cfg_of(content)
+        assert code == 2 and re.search(msg, err) and "c.json" in err and "\n" not in err, err
+    # a result.json is a config file too (its "config")
+    got, code = cfg_of({"config": make_config("modern", "mnist", epochs=3).to_dict()})
+    assert code == 0 and got["epochs"] == 3 and got["model"] == "nin_mnist_bn"
+
+
+def test_train_help_shows_where_runs_go(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--recipe", "modern", "--dataset", "mnist", "--help"])
+    assert "(default: runs/nin_mnist_bn-modern)" in " ".join(capsys.readouterr().out.split())

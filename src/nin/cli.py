@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import TrainConfig, config_from_json, make_config
+from .config import DEMO, TrainConfig, make_config, read_config_file
 from .errors import ConfigError, NinError
 from .paper import DATASETS
 
@@ -65,6 +65,7 @@ def add_train_parser(sub, argv):
         flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         shown = "auto" if f.name == "amp" and default is None else shown
+        shown = f"runs/{defaults.model}-{defaults.recipe}" if f.name == "out" else shown
         helptext = f"{f.metadata['help']} (default: {shown})"
         if str(f.type) in ("bool", "bool | None"):
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
@@ -179,8 +180,8 @@ def _add_results_parsers(sub):
 
     p = sub.add_parser("demo", help="train NIN on the embedded MNIST sample (offline, minutes "
                                     "on a CPU) and compare with the paper")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--epochs", type=int, default=DEMO["epochs"])
+    p.add_argument("--out", default=DEMO["out"])
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -224,19 +225,19 @@ def cmd_data(args):
 
 
 def train_config(args) -> TrainConfig:
-    """The run's config: --config or the recipe's defaults, then every flag given."""
+    """The run's config: the defaults, then the recipe and its dataset settings, then a
+    --config file, then every flag given (a file follows the same rules as flags)."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
-    over = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    if "milestones" in over:
-        over.setdefault("schedule", "step")
-    if args.config:
-        return dataclasses.replace(config_from_json(args.config), **over)
+    flags = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if "milestones" in flags:
+        flags.setdefault("schedule", "step")
+    over = {**(read_config_file(args.config) if args.config else {}), **flags}
     recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", None)
-    if dataset is None and args.model:
+    if dataset is None and over.get("model"):
         from .models import model_info
-        dataset = model_info(args.model)["dataset"]
+        dataset = model_info(over["model"])["dataset"]
     cfg = make_config(recipe, dataset or "cifar10", **over)
-    if args.out is None:
+    if "out" not in over:
         cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
     return cfg
 
@@ -407,9 +408,7 @@ def cmd_sweep(args):
 def cmd_demo(args):
     from .paper import PAPER_ERROR
     from .training import train
-    # Small batches suit a CPU and a 10,000-image sample: more steps for the same time.
-    cfg = make_config("modern", "mnist-sample", epochs=args.epochs, out=args.out, batch_size=64,
-                      lr=0.1, warmup_epochs=0.25)
+    cfg = make_config(**{**DEMO, "epochs": args.epochs, "out": args.out})
     r = train(cfg, progress=False if args.no_progress else None)
     err = r["final"]["error"]
     print(f"\nNIN ({cfg.model}, {r['params']:,} params, modern recipe) on the embedded MNIST "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,12 @@ MODERN_DATASET = {  # digits are not mirror-symmetric, and are small: shifts of 
 }
 
 
+# `nin demo`: the modern recipe on the embedded MNIST sample, a few minutes on a CPU. Small
+# batches suit a CPU and a 10,000-image sample: more steps for the same time.
+DEMO = dict(recipe="modern", dataset="mnist-sample", epochs=3, batch_size=64, lr=0.1,
+            warmup_epochs=0.25, out="runs/demo")
+
+
 def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) -> TrainConfig:
     """Defaults <- recipe <- its per-dataset settings <- explicit overrides (None: not given)."""
     if recipe not in RECIPES:
@@ -157,11 +164,48 @@ def config_from_dict(d: dict) -> TrainConfig:
                           if k in names})
 
 
-def config_from_json(path) -> TrainConfig:
+def read_config_file(path) -> dict:
+    """The settings of a config file given to `nin train --config`: TrainConfig fields (or a
+    result.json / checkpoint sidecar, whose "config" they are), checked as flags are. An unknown
+    key or a wrong type is refused in one line naming the key and the file; "_"-keys are notes."""
     try:
-        return config_from_dict(json.loads(Path(path).read_text()))
-    except (OSError, ValueError, TypeError) as e:
-        raise ConfigError(f"{path}: not a readable config or result.json ({e})") from None
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a config file is a JSON object of TrainConfig fields")
+    if "base" in d and "grid" in d:
+        raise ConfigError(f"{path} is a sweep file (base + grid); run it with `nin sweep {path}`")
+    d = d["config"] if isinstance(d.get("config"), dict) else d
+    types = typing.get_type_hints(TrainConfig)
+    out = {}
+    for key, value in d.items():
+        if key.startswith("_"):
+            continue
+        if key not in types:
+            raise ConfigError(f"{path}: unknown setting {key!r} (`nin train --help` lists them)")
+        out[key] = _checked(value, types[key], key, path)
+    return out
+
+
+def _checked(value, t, key, path):
+    """value as a field of type t (from the annotations), or a ConfigError."""
+    optional = type(None) in typing.get_args(t)
+    base = next((a for a in typing.get_args(t) if a is not type(None)), t)
+    if value is None and optional:
+        return None
+    if base is tuple and isinstance(value, list) and all(isinstance(v, int) for v in value):
+        return tuple(value)
+    ok = (isinstance(value, bool) if base is bool else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if base is float else
+          isinstance(value, int) and not isinstance(value, bool) if base is int else
+          isinstance(value, base))
+    if not ok:
+        what = {float: "a number", int: "a whole number", bool: "true or false", str: "a string",
+                tuple: "a list of whole numbers"}.get(base, base.__name__)
+        raise ConfigError(f"{path}: {key} must be {what}" + (" or null" if optional else "")
+                          + f", not {json.dumps(value)}")
+    return float(value) if base is float else value
 
 
 # ---------------------------------------------------------------- resuming
