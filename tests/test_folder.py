@@ -177,6 +177,10 @@ def test_the_tools_work_on_a_folder_run(tmp_path, capsys):
     assert main(["maps", "--weights", run, "--dataset", "folder", "--index", "0", "1",
                  "--grid", "--out", str(tmp_path / "maps")]) == 0
     assert (tmp_path / "maps/grid.png").exists()
+    assert main(["report", "--weights", run, "--root", str(tmp_path), "--out",
+                 str(tmp_path / "report")]) == 0
+    assert "digits" in capsys.readouterr().out or (tmp_path / "report/maps.png").exists()
+    assert (tmp_path / "report/maps.png").exists()
     pytest.importorskip("onnxruntime")
     assert main(["export", "--weights", run, "--onnx", str(tmp_path / "n.onnx")]) == 0
     # the folder's classes changed since: refused, not scored against the wrong names

@@ -114,23 +114,7 @@ def test_the_optimizers_whole_state_is_saved_and_restored(tmp_path):
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_75(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.Popen(small_train_cmd(tmp_path / "t"), stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, env=env, text=True)
-    deadline = time.time() + 120
-    while not list((tmp_path / "t").glob("checkpoints/step-*.json")):
-        assert p.poll() is None and time.time() < deadline, p.stderr.read()
-        time.sleep(0.02)
-    p.send_signal(signal.SIGTERM)
-    assert p.wait(timeout=120) == 75
-    err = p.stderr.read()
-    assert "SIGTERM: checkpoint written at step" in err and "--resume" in err
-    assert "Traceback" not in err
-    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "t").read_text())
-    assert meta["reason"] == "SIGTERM"
-    r = subprocess.run(small_train_cmd(tmp_path / "t", "--resume"), env=env, capture_output=True,
-                       text=True, timeout=300)
-    assert r.returncode == 0 and (tmp_path / "t/result.json").exists(), r.stderr
+    _interrupt_then_resume(tmp_path / "t", signal.SIGTERM, 75, "SIGTERM")
 
 
 def test_a_second_run_into_a_live_run_folder_is_refused(tmp_path):
@@ -189,19 +173,24 @@ def _start_and_wait_for_a_checkpoint(out, env):
     return p
 
 
-def test_ctrl_c_writes_a_checkpoint_and_a_second_stops_at_once(tmp_path):
+def _interrupt_then_resume(out, sig, code: int, name: str):
+    """A `nin train` subprocess signalled after its first checkpoint writes one more, says how
+    to resume in one line, exits with `code`; --resume then finishes the run."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = _start_and_wait_for_a_checkpoint(tmp_path / "c", env)
-    p.send_signal(signal.SIGINT)
-    assert p.wait(timeout=120) == 130
+    p = _start_and_wait_for_a_checkpoint(out, env)
+    p.send_signal(sig)
+    assert p.wait(timeout=120) == code
     err = p.stderr.read()
-    assert "Ctrl-C: checkpoint written at step" in err and "--resume" in err
+    assert f"{name}: checkpoint written at step" in err and "--resume" in err
     assert "Traceback" not in err
-    meta = json.loads(ckpt.latest_checkpoint(tmp_path / "c").read_text())
-    assert meta["reason"] == "Ctrl-C"
-    r = subprocess.run(small_train_cmd(tmp_path / "c", "--resume"), env=env, capture_output=True,
+    assert json.loads(ckpt.latest_checkpoint(out).read_text())["reason"] == name
+    r = subprocess.run(small_train_cmd(out, "--resume"), env=env, capture_output=True,
                        text=True, timeout=300)
-    assert r.returncode == 0 and (tmp_path / "c/result.json").exists(), r.stderr
+    assert r.returncode == 0 and (out / "result.json").exists(), r.stderr
+
+
+def test_ctrl_c_writes_a_checkpoint_and_a_second_stops_at_once(tmp_path):
+    _interrupt_then_resume(tmp_path / "c", signal.SIGINT, 130, "Ctrl-C")
     # twice: the second interrupt does not wait for a checkpoint
     from nin.training import StopSignal
     with StopSignal() as stop:
