@@ -179,8 +179,8 @@ def test_the_tools_work_on_a_folder_run(tmp_path, capsys):
     assert (tmp_path / "maps/grid.png").exists()
     assert main(["report", "--weights", run, "--root", str(tmp_path), "--out",
                  str(tmp_path / "report")]) == 0
-    assert "digits" in capsys.readouterr().out or (tmp_path / "report/maps.png").exists()
-    assert (tmp_path / "report/maps.png").exists()
+    capsys.readouterr()
+    assert (tmp_path / "report/maps.png").exists()  # the class maps under the folder's names
     pytest.importorskip("onnxruntime")
     assert main(["export", "--weights", run, "--onnx", str(tmp_path / "n.onnx")]) == 0
     # the folder's classes changed since: refused, not scored against the wrong names
