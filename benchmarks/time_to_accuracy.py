@@ -23,7 +23,7 @@ import torch
 from common import environment, table, write
 
 from nin.config import make_config
-from nin.report import precision
+from nin.device import recorded_precision
 from nin.training import train
 
 TARGET = 8.81  # test error, %
@@ -73,7 +73,7 @@ def from_runs(folders) -> list:
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
         crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, precision(r), c["tta"])
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, recorded_precision(r), c["tta"])
         groups.setdefault(key, []).append((folder, r))
     rows = []
     for (dataset, model, recipe, epochs, crop, prec, tta), runs in sorted(

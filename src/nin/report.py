@@ -8,6 +8,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from .device import recorded_precision
 from .errors import ConfigError
 from .files import read_jsonl
 from .paper import PAPER_ERROR as P
@@ -105,14 +106,6 @@ def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     return None
 
 
-def precision(r: dict) -> str:
-    """The precision a run (a result.json) trained in; runs from before it was recorded ran
-    fp32 on the CPU and bf16 on CUDA with amp."""
-    return r.get("precision") or r.get("env", {}).get("precision") or (
-        "bf16" if r.get("env", {}).get("device", "").startswith("cuda")
-        and r["config"].get("amp", True) else "fp32")
-
-
 def pilots_table(results: list[dict], root: Path) -> list[str]:
     """Runs scored on the validation split: where settings were chosen."""
     pilots = [r for r in results if r.get("finished") and r["config"]["eval_split"] == "val"]
@@ -129,7 +122,7 @@ def pilots_table(results: list[dict], root: Path) -> list[str]:
         crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
                  else "—")
         n = f"{c['subset']:,}" if c.get("subset") else "all"
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {precision(r)} | "
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {recorded_precision(r)} | "
                    f"{c['seed']} | {n} | "
                    f"{c['batch_size']} | {c['lr']} | {r['epochs_run']} | {crops} | "
                    f"{r['final']['error']:.2f} % ({r['final']['n']:,} images) | "

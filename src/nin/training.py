@@ -31,7 +31,8 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
 from .data import load_dataset
-from .device import autocast, environment, eval_precision, pick_device, resolve_precision
+from .device import (autocast, environment, eval_precision, pick_device, recorded_precision,
+                     resolve_precision)
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
@@ -292,9 +293,7 @@ def _keep_precision(run: Run, meta: dict, where):
     """A resumed run keeps the precision it ran in (checkpoints before it was recorded ran bf16
     on CUDA with amp, fp32 elsewhere). Asking for the other one with --amp/--no-amp is refused:
     it would change every step from here on."""
-    saved = meta.get("precision") or (
-        "bf16" if meta.get("env", {}).get("device", "").startswith("cuda")
-        and meta["config"].get("amp", True) else "fp32")
+    saved = recorded_precision(meta)
     if run.cfg.amp is not None and resolve_precision(run.device, run.cfg.amp) != saved:
         flag = "--amp" if saved == "bf16" else "--no-amp"
         raise ConfigError(f"{where}: the run trained in {saved}; resume it in {saved} (drop the "
