@@ -392,3 +392,33 @@ def test_train_help_shows_where_runs_go(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--recipe", "modern", "--dataset", "mnist", "--help"])
     assert "(default: runs/nin_mnist_bn-modern)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_one_resolver_serves_help_sweep_and_demo(tmp_path, capsys):
+    """--help shows what the recipe, the model and a --config file resolve to (one parse); a
+    sweep's points are checked as config files are, before anything runs; the demo's config
+    comes from the same resolver; flag types come from the annotations."""
+    from nin.cli import _flag_type
+    from nin.config import DEMO, resolve
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"recipe": "modern", "dataset": "mnist", "lr": 0.03}))
+    with pytest.raises(SystemExit):
+        main(["train", "--config", str(f), "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "on the mean loss (default: 0.03)" in text and "(default: runs/nin_mnist_bn-modern)" \
+        in text
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "nin_mnist", "-h"])  # the model names its dataset
+    assert "(default: scale)" in " ".join(capsys.readouterr().out.split())
+    bad = tmp_path / "sweep.json"
+    bad.write_text(json.dumps({"out": str(tmp_path / "s"), "base": {"recipe": "modern"},
+                               "grid": {"seed": [0, 1], "lerning_rate": [0.1]}}))
+    assert main(["sweep", str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting 'lerning_rate'" in err and "sweep.json" in err and \
+        err.count("\n") == 1 and not (tmp_path / "s").exists()
+    demo = resolve(DEMO)
+    assert (demo.model, demo.dataset, demo.out, demo.epochs) == \
+        ("nin_mnist_bn", "mnist-sample", "runs/demo", DEMO["epochs"])
+    assert _flag_type("subset") is int and _flag_type("lr") is float and \
+        _flag_type("milestones")("2,4") == (2, 4)

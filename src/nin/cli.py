@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEMO, TrainConfig, make_config, read_config_file
+from .config import DEMO, TrainConfig, field_type, read_config_file, resolve
 from .errors import ConfigError, NinError
 from .paper import DATASETS
 
@@ -27,51 +27,36 @@ def _add_data_dir(p):
                                       "~/.cache/nin/data)")
 
 
-def _flag_type(f: dataclasses.Field):
-    """The argparse type of a TrainConfig field (its annotation is a string)."""
-    t = str(f.type).replace(" | None", "")
-    if t == "tuple":
+def _flag_type(name: str):
+    """The argparse type of a TrainConfig field, from its annotation."""
+    base, _ = field_type(name)
+    if base is tuple:
         return lambda v: tuple(int(m) for m in v.split(",") if m.strip())
-    return {"int": int, "float": float}.get(t, str)
+    return base if base in (int, float) else str
 
 
-def _resolved_defaults(argv) -> TrainConfig:
-    """The config the recipe and dataset on the command line resolve to, for the help texts."""
-    pre = argparse.ArgumentParser(add_help=False)
-    for flag in ("--recipe", "--dataset", "--model"):
-        pre.add_argument(flag)
-    known, _ = pre.parse_known_args(argv or [])
-    dataset = known.dataset
-    if known.model and not dataset:
-        from .models import model_info  # imports torch; only when --model is given
-        try:
-            dataset = model_info(known.model)["dataset"]
-        except ValueError:
-            dataset = None
-    try:
-        return make_config(known.recipe or "paper", dataset or "cifar10",
-                           model=known.model or None)
-    except ConfigError:
-        return TrainConfig()
-
-
-def add_train_parser(sub, argv):
-    """`nin train`: one flag per TrainConfig field, its help showing the resolved default."""
+def add_train_parser(sub):
+    """`nin train`: one flag per TrainConfig field. --help is answered by cmd_train, after the
+    one parse, so that it shows the defaults the given recipe, dataset and --config resolve to."""
     p = sub.add_parser("train", help="train a network (the paper's recipe or the modern one)",
-                       description="Every flag is a TrainConfig field (src/nin/config.py). "
-                       "Defaults shown are those of the --recipe and --dataset given.")
-    defaults = _resolved_defaults(argv)
+                       add_help=False)
+    p.add_argument("-h", "--help", action="store_true", help="show this help and exit")
+    add_train_arguments(p)
+
+
+def add_train_arguments(p, defaults: TrainConfig | None = None):
+    """The flags of `nin train`, their help showing `defaults` when given."""
     for f in dataclasses.fields(TrainConfig):
-        flag, default = "--" + f.name.replace("_", "-"), getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        shown = "auto" if f.name == "amp" and default is None else shown
-        shown = f"runs/{defaults.model}-{defaults.recipe}" if f.name == "out" else shown
-        helptext = f"{f.metadata['help']} (default: {shown})"
-        if str(f.type) in ("bool", "bool | None"):
+        flag, helptext = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if defaults is not None:
+            default = getattr(defaults, f.name)
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            helptext += f" (default: {'auto' if f.name == 'amp' and default is None else shown})"
+        if field_type(f.name)[0] is bool:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                            help=helptext)
         else:
-            p.add_argument(flag, type=_flag_type(f), default=None, help=helptext,
+            p.add_argument(flag, type=_flag_type(f.name), default=None, help=helptext,
                            choices=f.metadata.get("choices"))
     p.add_argument("--config", help="a JSON file of TrainConfig fields (e.g. a result.json); "
                                     "flags override it")
@@ -82,12 +67,21 @@ def add_train_parser(sub, argv):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _parser(argv=None) -> argparse.ArgumentParser:
+def train_help(cfg: TrainConfig):
+    """Print `nin train --help` with cfg's values as the defaults, and exit as argparse does."""
+    p = argparse.ArgumentParser(prog="nin train", description="Every flag is a TrainConfig "
+                                "field (src/nin/config.py). Defaults shown are those the "
+                                "--recipe, --dataset, --model and --config given resolve to.")
+    add_train_arguments(p, cfg)
+    p.parse_args(["--help"])
+
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nin", description="Network In Network (ICLR 2014)")
     ap.add_argument("--version", action="version", version=f"nin {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_setup_parsers(sub)
-    add_train_parser(sub, argv)
+    add_train_parser(sub)
     _add_weights_parsers(sub)
     _add_results_parsers(sub)
     return ap
@@ -225,25 +219,16 @@ def cmd_data(args):
 
 
 def train_config(args) -> TrainConfig:
-    """The run's config: the defaults, then the recipe and its dataset settings, then a
-    --config file, then every flag given (a file follows the same rules as flags)."""
+    """The run's config (config.resolve): a --config file's settings, then every flag given."""
     names = [f.name for f in dataclasses.fields(TrainConfig)]
     flags = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    if "milestones" in flags:
-        flags.setdefault("schedule", "step")
-    over = {**(read_config_file(args.config) if args.config else {}), **flags}
-    recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", None)
-    if dataset is None and over.get("model"):
-        from .models import model_info
-        dataset = model_info(over["model"])["dataset"]
-    cfg = make_config(recipe, dataset or "cifar10", **over)
-    if "out" not in over:
-        cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
-    return cfg
+    return resolve({**(read_config_file(args.config) if args.config else {}), **flags})
 
 
 def cmd_train(args):
     cfg = train_config(args)
+    if args.help:
+        train_help(cfg)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=1))
         return 0
@@ -408,7 +393,7 @@ def cmd_sweep(args):
 def cmd_demo(args):
     from .paper import PAPER_ERROR
     from .training import train
-    cfg = make_config(**{**DEMO, "epochs": args.epochs, "out": args.out})
+    cfg = resolve({**DEMO, "epochs": args.epochs, "out": args.out})
     r = train(cfg, progress=False if args.no_progress else None)
     err = r["final"]["error"]
     print(f"\nNIN ({cfg.model}, {r['params']:,} params, modern recipe) on the embedded MNIST "
@@ -422,7 +407,7 @@ def cmd_demo(args):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = _parser(argv).parse_args(argv)
+    args = _parser().parse_args(argv)
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
            "predict": cmd_predict, "maps": cmd_maps, "plot": cmd_plot, "report": cmd_report,
            "export": cmd_export, "shifts": cmd_shifts, "sweep": cmd_sweep,

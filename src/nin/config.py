@@ -164,6 +164,24 @@ def config_from_dict(d: dict) -> TrainConfig:
                           if k in names})
 
 
+def resolve(settings: dict) -> TrainConfig:
+    """The one resolver of a run's settings, used by train, sweep, demo, --help and
+    --print-config: defaults <- the recipe <- its dataset settings <- `settings` (a config
+    file's, then the flags; None means not given). A model without a dataset trains on its
+    own; milestones imply the step schedule; an unset `out` is runs/MODEL-RECIPE."""
+    over = {k: v for k, v in settings.items() if v is not None}
+    if "milestones" in over:
+        over.setdefault("schedule", "step")
+    recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", None)
+    if dataset is None and over.get("model"):
+        from .models import model_info  # imports torch: only when a model names the dataset
+        dataset = model_info(over["model"])["dataset"]
+    cfg = make_config(recipe, dataset or "cifar10", **over)
+    if "out" not in over:
+        cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
+    return cfg
+
+
 def read_config_file(path) -> dict:
     """The settings of a config file given to `nin train --config`: TrainConfig fields (or a
     result.json / checkpoint sidecar, whose "config" they are), checked as flags are. An unknown
@@ -176,22 +194,33 @@ def read_config_file(path) -> dict:
         raise ConfigError(f"{path}: a config file is a JSON object of TrainConfig fields")
     if "base" in d and "grid" in d:
         raise ConfigError(f"{path} is a sweep file (base + grid); run it with `nin sweep {path}`")
-    d = d["config"] if isinstance(d.get("config"), dict) else d
-    types = typing.get_type_hints(TrainConfig)
+    return check_settings(d["config"] if isinstance(d.get("config"), dict) else d, path)
+
+
+def check_settings(d: dict, where) -> dict:
+    """d's TrainConfig fields, each checked against its annotation; "_"-keys (notes) dropped.
+    `where` (a file, a sweep point) names the source in the one-line error."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
     out = {}
     for key, value in d.items():
         if key.startswith("_"):
             continue
-        if key not in types:
-            raise ConfigError(f"{path}: unknown setting {key!r} (`nin train --help` lists them)")
-        out[key] = _checked(value, types[key], key, path)
+        if key not in names:
+            raise ConfigError(f"{where}: unknown setting {key!r} (`nin train --help` lists them)")
+        out[key] = _checked(value, key, where)
     return out
 
 
-def _checked(value, t, key, path):
-    """value as a field of type t (from the annotations), or a ConfigError."""
-    optional = type(None) in typing.get_args(t)
-    base = next((a for a in typing.get_args(t) if a is not type(None)), t)
+def field_type(name: str) -> tuple[type, bool]:
+    """(the base type, whether None is allowed) of a TrainConfig field, from its annotation."""
+    t = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(t) if a is not type(None)]
+    return (args[0] if args else t), type(None) in typing.get_args(t)
+
+
+def _checked(value, key, path):
+    """value as TrainConfig field `key` (typed by its annotation), or a ConfigError."""
+    base, optional = field_type(key)
     if value is None and optional:
         return None
     if base is tuple and isinstance(value, list) and all(isinstance(v, int) for v in value):

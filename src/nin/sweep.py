@@ -28,25 +28,30 @@ def load_spec(path) -> dict:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable sweep file ({e})") from None
-    if not isinstance(spec.get("grid", {}), dict) or "out" not in spec:
+    if not isinstance(spec.get("grid", {}), dict) or "out" not in spec or \
+            not all(isinstance(v, list) for v in spec.get("grid", {}).values()):
         raise ConfigError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists")
+    expand(spec, where=path)  # every point checked now, not hours into the sweep
     return spec
 
 
-def expand(spec: dict) -> list[tuple[str, dict]]:
-    """(run name, config overrides) for every point of the grid, in a fixed order."""
+def expand(spec: dict, where="sweep") -> list[tuple[str, dict]]:
+    """(run name, its settings) for every point of the grid, in a fixed order; each point's
+    settings are checked as a config file's are (config.check_settings)."""
+    from .config import check_settings
     grid = spec.get("grid", {})
     keys = list(grid)
     runs = []
     for values in itertools.product(*(grid[k] for k in keys)):
         point = dict(zip(keys, values))
         name = "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "run"
-        runs.append((name, {**spec.get("base", {}), **point}))
+        runs.append((name, check_settings({**spec.get("base", {}), **point},
+                                          f"{where} (run {name})")))
     return runs
 
 
 def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
-    from .config import make_config
+    from .config import resolve
     from .training import train
     runs = expand(spec)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -54,13 +59,11 @@ def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
     out = Path(spec["out"])
     done = []
     for name, over in mine:
-        over = dict(over)
-        recipe, dataset = over.pop("recipe", "paper"), over.pop("dataset", "cifar10")
         if world > 1 and "device" not in over:
             import torch
             if torch.cuda.is_available():
                 over["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
-        cfg = make_config(recipe, dataset, **over, out=str(out / name))
+        cfg = resolve({**over, "out": str(out / name)})
         if (out / name / "result.json").exists():
             log(f"[sweep] {name}: done already")
         elif dry_run:
