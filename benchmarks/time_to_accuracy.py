@@ -12,7 +12,6 @@ results/bench/time_to_accuracy_cpu.json.
   python benchmarks/time_to_accuracy.py --from-runs results/cpu/mnist-*
 """
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -22,8 +21,8 @@ import torch
 
 from common import environment, table, write
 
-from nin.config import make_config
-from nin.device import recorded_precision
+from nin.config import resolve
+from nin.results import RunResult
 from nin.training import train
 
 TARGET = 8.81  # test error, %
@@ -45,10 +44,10 @@ def seconds_to_target(history: list, target: float):
     return None, None
 
 
-def full_size_epoch_s(runs) -> float | None:
+def full_size_epoch_s(runs: list[RunResult]) -> float | None:
     """Median training seconds of a whole epoch at full image size (after any crop epochs)."""
-    times = [h["time_s"] for _, r in runs for h in r["history"]
-             if h["epoch"] > (r["config"].get("crop_epochs") or 0) and not h.get("partial")]
+    times = [h["time_s"] for r in runs for h in r.history
+             if h["epoch"] > (r.config.get("crop_epochs") or 0) and not h.get("partial")]
     return round(statistics.median(times), 1) if times else None
 
 
@@ -68,29 +67,29 @@ def from_runs(folders) -> list:
         f = Path(folder) / "result.json"
         if not f.is_file():
             continue
-        r = json.loads(f.read_text())
-        c = r["config"]
+        r = RunResult.read(f)
+        c = r.config
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
         crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, recorded_precision(r), c["tta"])
-        groups.setdefault(key, []).append((folder, r))
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, r.precision, c["tta"])
+        groups.setdefault(key, []).append(r)
     rows = []
     for (dataset, model, recipe, epochs, crop, prec, tta), runs in sorted(
             groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         target = TARGETS[dataset]
         per_seed = []
-        for folder, r in runs:
-            sec, epoch = seconds_to_target(r["history"], target)
-            per_seed.append(dict(seed=r["config"]["seed"], seconds=sec, epoch=epoch,
-                                 final_error=r["final"]["error"], run=str(folder)))
+        for r in runs:
+            sec, epoch = seconds_to_target(r.history, target)
+            per_seed.append(dict(seed=r.config["seed"], seconds=sec, epoch=epoch,
+                                 final_error=r.error, run=str(r.folder)))
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
         rows.append(dict(dataset=dataset, model=model, recipe=recipe, crops=crop, precision=prec,
                          tta=tta, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
-                         threads=sorted({r["env"]["threads"] for _, r in runs}),
+                         threads=sorted({r.env["threads"] for r in runs}),
                          epochs=epochs, full_size_epoch_s=epoch_s,
                          published=published(dataset, epoch_s), per_seed=per_seed))
     return rows
@@ -130,13 +129,13 @@ def main():
         if args.epochs:
             over["epochs"] = args.epochs
         with tempfile.TemporaryDirectory() as d:
-            cfg = make_config("modern", "cifar10", out=d, **over)
+            cfg = resolve(dict(recipe="modern", dataset="cifar10", out=d, **over))
             r = train(cfg, progress=False)
         # training time only: from data on the device, evaluation excluded
-        seconds, epoch = seconds_to_target(r["history"], TARGET)
-        rows.append(dict(seed=seed, final_error=r["final"]["error"], reached_epoch=epoch,
+        seconds, epoch = seconds_to_target(r.history, TARGET)
+        rows.append(dict(seed=seed, final_error=r.error, reached_epoch=epoch,
                          seconds=seconds,
-                         total_train_s=round(sum(h["time_s"] for h in r["history"]), 2)))
+                         total_train_s=round(sum(h["time_s"] for h in r.history), 2)))
     reached = [r["seconds"] for r in rows if r["seconds"] is not None]
     median = statistics.median(reached) if len(reached) == len(rows) else None
     table(rows, ["seed", "final_error", "reached_epoch", "seconds", "total_train_s"])

@@ -156,13 +156,13 @@ def _digits_run(tmp_path, name, **kw):
 def test_fine_tuning_beats_training_from_scratch(tmp_path):
     scratch = _digits_run(tmp_path, "scratch")
     tuned = _digits_run(tmp_path, "tuned", weights="pretrained")
-    assert scratch["final"]["n"] == tuned["final"]["n"] == 40
-    print("scratch", scratch["final"]["error"], "fine-tuned", tuned["final"]["error"])
-    assert tuned["final"]["error"] < scratch["final"]["error"] - 10
+    assert scratch.final["n"] == tuned.final["n"] == 40
+    print("scratch", scratch.final["error"], "fine-tuned", tuned.final["error"])
+    assert tuned.final["error"] < scratch.final["error"] - 10
     # a run's weights start the next run; same classes: every layer loads
     again = _digits_run(tmp_path, "again", weights=str(tmp_path / "tuned"), epochs=1,
                         pretrained_stats=True)
-    assert again["final"]["error"] <= tuned["final"]["error"] + 10
+    assert again.final["error"] <= tuned.final["error"] + 10
 
 
 def test_the_tools_work_on_a_folder_run(tmp_path, capsys):

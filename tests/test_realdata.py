@@ -46,8 +46,8 @@ def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, 
                       eval_subset=1000, batch_size=64, lr=0.1, warmup_epochs=0.25,
                       out=str(tmp_path / "run"))
     r = train(cfg, log=lambda *_: None, progress=False)
-    assert r["final"]["n"] == 1000
-    assert r["final"]["error"] < 50.0, r["final"]  # chance is 90 % error
+    assert r.final["n"] == 1000
+    assert r.final["error"] < 50.0, r.final  # chance is 90 % error
     assert main(["eval", "--weights", str(tmp_path / "run"), "--data-dir", str(real_data_dir),
                  "--json"]) == 0
     assert '"n": 10000' in capsys.readouterr().out

@@ -125,7 +125,7 @@ def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
                           epochs=2, init="kaiming", out=str(tmp_path / "r")), resume=True,
               log=msgs.append, progress=False)
     assert any("skipping a damaged checkpoint" in m and str(w) in m for m in msgs)
-    assert r["finished"] and r["steps"] == 8
+    assert r.finished and r.steps == 8
 
 
 def test_checkpoints_never_unpickle(tmp_path, monkeypatch):
@@ -140,7 +140,7 @@ def test_checkpoints_never_unpickle(tmp_path, monkeypatch):
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    assert train(cfg, resume=True, **QUIET)["finished"]
+    assert train(cfg, resume=True, **QUIET).finished
     model, pre, meta = ckpt.load_checkpoint(tmp_path / "r")
     assert meta["step"] == 4 and pre.kind == "scale"
 

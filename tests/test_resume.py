@@ -48,12 +48,12 @@ def test_checkpoint_written_by_main_028d0ab_resumes_to_the_same_weights(tmp_path
     assert "arch" not in meta and "optimizer" not in meta  # really the old format
     cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)  # keeps its fp32
     full = train(_fixture_cfg(tmp_path / "new", amp=False), **QUIET)
-    assert cut["precision"] == "fp32"
+    assert cut.precision == "fp32"
     a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
     b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert cut["final"]["error"] == full["final"]["error"] and cut["steps"] == 16
-    assert [h["train_acc"] for h in cut["history"]] == [h["train_acc"] for h in full["history"]]
+    assert cut.final["error"] == full.final["error"] and cut.steps == 16
+    assert [h["train_acc"] for h in cut.history] == [h["train_acc"] for h in full.history]
 
 
 def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path, one_thread):
@@ -68,7 +68,7 @@ def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path
     a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
     b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert cut["final"]["error"] == full["final"]["error"] and cut["precision"] == "fp32"
+    assert cut.final["error"] == full.final["error"] and cut.precision == "fp32"
     new_meta = json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
     assert new_meta["state_version"] == 2
 
@@ -91,7 +91,7 @@ def test_resume_refuses_a_new_length_of_a_onecycle_schedule(tmp_path):
     step = dict(schedule="step", milestones=(1,))
     train(_fixture_cfg(tmp_path / "s", max_steps=3, **step), **QUIET)
     r = train(_fixture_cfg(tmp_path / "s", epochs=1, **step), resume=True, **QUIET)
-    assert r["finished"] and r["epochs_run"] == 1
+    assert r.finished and r.epochs_run == 1
 
 
 def test_the_optimizers_whole_state_is_saved_and_restored(tmp_path):
@@ -123,7 +123,7 @@ def test_a_second_run_into_a_live_run_folder_is_refused(tmp_path):
         with pytest.raises(ConfigError, match="another `nin train` .* is writing to this folder"):
             train(_fixture_cfg(out), **QUIET)
     r = train(_fixture_cfg(out, max_steps=1), **QUIET)  # the lock is gone with its holder
-    assert r["step"] == 1
+    assert r.steps == 1
 
 
 def test_a_nin_built_directly_is_checkpointed_and_rebuilt(tmp_path):
@@ -144,7 +144,7 @@ def test_a_resumed_run_keeps_its_precision(tmp_path):
         train(_fixture_cfg(tmp_path / "p", amp=True), resume=True, **QUIET)
     r = train(_fixture_cfg(tmp_path / "p", max_steps=5), resume=True, **QUIET)
     meta = json.loads(ckpt.latest_checkpoint(tmp_path / "p").read_text())
-    assert r["step"] == 5 and meta["precision"] == "fp32" and meta["env"]["precision"] == "fp32"
+    assert r.steps == 5 and meta["precision"] == "fp32" and "precision" not in meta["env"]
     log = [json.loads(s) for s in (tmp_path / "p/metrics.jsonl").read_text().splitlines()]
     assert log and all(e.get("precision", "fp32") == "fp32" for e in log)
 
@@ -208,7 +208,7 @@ def test_a_cut_off_metrics_line_is_dropped_with_a_warning(tmp_path, capsys):
     log = tmp_path / "m/metrics.jsonl"
     log.write_text(log.read_text() + '{"epoch": 2, "step": 16, "train_lo')  # a crash mid-write
     r = train(_fixture_cfg(tmp_path / "m"), resume=True, **QUIET)
-    assert r["finished"] and "cut-off last line" in capsys.readouterr().err
+    assert r.finished and "cut-off last line" in capsys.readouterr().err
     rows = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["epoch"] for x in rows if not x.get("partial")] == [1, 2]
     log.write_text(log.read_text() + '{"epoch": 3, "ste')

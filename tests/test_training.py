@@ -36,22 +36,23 @@ def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     full = train(_cfg(tmp_path, "full", recipe, **kw), **quiet)
     # the same run killed twice: inside epoch 1 and inside epoch 2, resumed each time
     r = train(_cfg(tmp_path, "cut", recipe, max_steps=3, **kw), **quiet)
-    assert r["finished"] is False
+    assert r.finished is False
     r = train(_cfg(tmp_path, "cut", recipe, max_steps=13, **kw), resume=True, **quiet)
-    assert r["finished"] is False
+    assert r.finished is False
     cut = train(_cfg(tmp_path, "cut", recipe, **kw), resume=True, **quiet)
     a, _ = _weights(tmp_path / "full")
     b, meta = _weights(tmp_path / "cut")
     assert meta["step"] == 16 and meta["epoch"] == 2
-    assert meta["precision"] == full["precision"] == ("bf16" if kw.get("amp") else
-                                                      full["env"]["precision"])
+    from nin.device import resolve_precision  # amp unset: what this CPU prefers
+    assert meta["precision"] == full.precision == resolve_precision(torch.device("cpu"),
+                                                                    kw.get("amp"))
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    assert full["final"]["error"] == cut["final"]["error"]
+    assert full.final["error"] == cut.final["error"]
     strip = [{k: v for k, v in h.items() if k not in ("time_s", "images_per_s")}
-             for h in full["history"]]
+             for h in full.history]
     assert strip == [{k: v for k, v in h.items() if k not in ("time_s", "images_per_s")}
-                     for h in cut["history"]]
+                     for h in cut.history]
     # the metrics log holds each full epoch once, in order
     log = [json.loads(line) for line in (tmp_path / "cut/metrics.jsonl").read_text().splitlines()]
     assert [e["epoch"] for e in log if not e.get("partial")] == [1, 2]
@@ -70,7 +71,7 @@ def test_seed_makes_cpu_runs_repeatable(tmp_path):
 def test_result_json_and_log(tmp_path):
     r = train(_cfg(tmp_path, "r", epochs=1), log=lambda *_: None, progress=False)
     saved = json.loads((tmp_path / "r/result.json").read_text())
-    assert saved["final"]["error"] == r["final"]["error"] and saved["final"]["n"] == 128
+    assert saved["final"]["error"] == r.final["error"] and saved["final"]["n"] == 128
     assert saved["config"]["recipe"] == "paper" and saved["config"]["lr"] == 0.1
     assert saved["env"]["torch"] == torch.__version__ and saved["params"] == 349_674
     assert len(saved["history"]) == 1 and "test_error" in saved["history"][0]
@@ -109,7 +110,7 @@ def test_resume_refuses_another_config(tmp_path):
     # when to evaluate does not change the training: a resumed run may change it
     r = train(_cfg(tmp_path, "x", eval_every=2, max_steps=3), resume=True,
               log=lambda *_: None, progress=False)
-    assert r["step"] == 3 and r["finished"] is False
+    assert r.steps == 3 and r.finished is False
 
 
 def test_unwritable_output_is_reported_before_training(tmp_path):
@@ -194,6 +195,6 @@ def test_resume_when_max_steps_is_already_reached(tmp_path):
     train(_cfg(tmp_path, "m", max_steps=3), log=lambda *_: None, progress=False)
     r = train(_cfg(tmp_path, "m", max_steps=3), resume=True, log=lambda *_: None,
               progress=False)
-    assert r["finished"] is False and r["step"] == 3
+    assert r.finished is False and r.steps == 3
     meta = ckpt.read_sidecar(ckpt.latest_checkpoint(tmp_path / "m"), check=("weights", "state"))
     assert meta["step"] == 3 and meta["step_in_epoch"] == 3

@@ -395,13 +395,12 @@ def cmd_demo(args):
     from .training import train
     cfg = resolve({**DEMO, "epochs": args.epochs, "out": args.out})
     r = train(cfg, progress=False if args.no_progress else None)
-    err = r["final"]["error"]
-    print(f"\nNIN ({cfg.model}, {r['params']:,} params, modern recipe) on the embedded MNIST "
-          f"sample\n  trained {r['epochs_run']} epochs on 10,000 images in {r['wall_s']:.0f} s "
-          f"on {r['env']['device']}\n"
-          f"  test error {err:.2f}% on {r['final']['n']:,} test images   |   paper: "
+    print(f"\nNIN ({cfg.model}, {r.params:,} params, modern recipe) on the embedded MNIST "
+          f"sample\n  trained {r.epochs_run} epochs on 10,000 images in {r.wall_s:.0f} s "
+          f"on {r.env['device']} ({r.precision})\n"
+          f"  test error {r.error:.2f}% on {r.final['n']:,} test images   |   paper: "
           f"{PAPER_ERROR['mnist']:.2f}% (all 60,000 images, full schedule)\n"
-          f"  weights: {r['checkpoint']}  (try: nin eval --weights {args.out})")
+          f"  weights: {r.checkpoint}  (try: nin eval --weights {args.out})")
     return 0
 
 

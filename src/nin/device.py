@@ -46,14 +46,6 @@ def resolve_precision(device: torch.device, amp: bool | None) -> str:
     return "bf16" if amp else "fp32"
 
 
-def recorded_precision(record: dict) -> str:
-    """The precision a checkpoint sidecar or result.json says its run trained in. Records from
-    before it was written ran bf16 on CUDA with amp, fp32 elsewhere."""
-    return record.get("precision") or record.get("env", {}).get("precision") or (
-        "bf16" if record.get("env", {}).get("device", "").startswith("cuda")
-        and record.get("config", {}).get("amp", True) else "fp32")
-
-
 def eval_precision(device: torch.device, amp: bool | None = None) -> str:
     """Evaluation: bf16 on CUDA (unless amp is False), fp32 on the CPU. Scoring is a small share
     of a CPU run's time, and fp32 reproduces the shipped weights' recorded errors exactly."""

@@ -18,6 +18,7 @@ from .checkpoint import load_checkpoint, read_sidecar, resolve, sha256_file
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
 from .models import NIN, build_model, list_models
+from .results import RunResult
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 __all__ = ["create_model", "list_models", "load_pretrained", "load_weights_arg", "package",
@@ -107,7 +108,7 @@ def package(run, name: str, out_dir: Path | None = None, half: bool = False) -> 
     if meta["model"] != name:
         raise CheckpointError(f"{sidecar}: holds {meta['model']}, not {name}")
     result_file = sidecar.parent.parent / "result.json"
-    result = json.loads(result_file.read_text()) if result_file.is_file() else None
+    result = RunResult.read(result_file) if result_file.is_file() else None
     weights = out_dir / f"{name}.safetensors"
     out_dir.mkdir(parents=True, exist_ok=True)
     src = sidecar.parent / meta["files"]["weights"]["name"]
@@ -117,8 +118,8 @@ def package(run, name: str, out_dir: Path | None = None, half: bool = False) -> 
     record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
     record["dtype"] = "float16" if half else "float32"
     if result is not None:
-        record["result"] = {k: result[k] for k in ("final", "epochs_run", "wall_s", "env")
-                            if k in result}
+        record["result"] = dict(final=result.final, epochs_run=result.epochs_run,
+                                wall_s=result.wall_s, env=result.env)
     path = out_dir / f"{name}.json"
     atomic_write(path, json.dumps(record, indent=1).encode())
     return path

@@ -20,6 +20,30 @@ DATASETS = {
 PAPER_ERROR = {"cifar10": 10.41, "cifar10_aug": 8.81, "cifar100": 35.68, "svhn": 2.35,
                "mnist": 0.47}
 
+# The results tables' rows: each of the paper's figures beside our networks for it and the best
+# published reimplementation's error (what nin.report fills from results/).
+# (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
+RESULT_ROWS = [
+    ("CIFAR-10, no augmentation", "cifar10", False, PAPER_ERROR["cifar10"], "nin_cifar10", None,
+     "10.36 (PyTorch port of the Caffe recipe)"),
+    ("CIFAR-10, translation + flip", "cifar10", True, PAPER_ERROR["cifar10_aug"], "nin_cifar10",
+     "nin_cifar10_bn", "7.43 (pytorchcv nin_cifar10)"),
+    ("CIFAR-100, no augmentation", "cifar100", False, PAPER_ERROR["cifar100"], "nin_cifar100",
+     "nin_cifar100_bn", "28.39 (pytorchcv)"),
+    ("SVHN", "svhn", False, PAPER_ERROR["svhn"], "nin_svhn", "nin_svhn_bn",
+     "3.76 (pytorchcv; a network with the CIFAR-10 widths, not the paper's SVHN network)"),
+    ("MNIST", "mnist", False, PAPER_ERROR["mnist"], "nin_mnist", "nin_mnist_bn", "—"),
+]
+ABLATION_ROWS = [
+    ("mlpconv + fully connected", "nin_cifar10_fc", "11.59"),
+    ("mlpconv + fully connected + dropout", "nin_cifar10_fc_dropout", "10.88"),
+    ("mlpconv + GAP (NIN)", "nin_cifar10", PAPER_ERROR["cifar10"]),
+    ("NIN without dropout between blocks", "nin_cifar10_nodropout", "~14.5"),
+    ("conventional CNN + fully connected", "cnn_cifar10_fc", "17.56"),
+    ("conventional CNN + fully connected + dropout", "cnn_cifar10_fc_dropout", "15.99"),
+    ("conventional CNN + GAP", "cnn_cifar10_gap", "16.46"),
+]
+
 
 def num_classes(dataset: str) -> int | None:
     """The class count of a dataset (None for a folder: its train/ subfolders decide)."""

@@ -8,42 +8,18 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from .device import recorded_precision
 from .errors import ConfigError
 from .files import read_jsonl
-from .paper import PAPER_ERROR as P
-from .sweep import collect, fmt, summarize
+from .paper import ABLATION_ROWS, RESULT_ROWS
+from .results import RunResult, collect
+from .sweep import fmt, summarize
 
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
-OFFLINE = "not run: dataset not available offline"
-GPU = "not run yet"
+MISSING = "not run"  # no result.json in results/ (why: the README says, beside the table)
 
-# (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
-MAIN = [
-    ("CIFAR-10, no augmentation", "cifar10", False, P["cifar10"], "nin_cifar10", None,
-     "10.36 (PyTorch port of the Caffe recipe)"),
-    ("CIFAR-10, translation + flip", "cifar10", True, P["cifar10_aug"], "nin_cifar10",
-     "nin_cifar10_bn", "7.43 (pytorchcv nin_cifar10)"),
-    ("CIFAR-100, no augmentation", "cifar100", False, P["cifar100"], "nin_cifar100",
-     "nin_cifar100_bn", "28.39 (pytorchcv)"),
-    ("SVHN", "svhn", False, P["svhn"], "nin_svhn", "nin_svhn_bn",
-     "3.76 (pytorchcv; a network with the CIFAR-10 widths, not the paper's SVHN network)"),
-    ("MNIST", "mnist", False, P["mnist"], "nin_mnist", "nin_mnist_bn", "—"),
-]
-ABLATIONS = [
-    ("mlpconv + fully connected", "nin_cifar10_fc", "11.59"),
-    ("mlpconv + fully connected + dropout", "nin_cifar10_fc_dropout", "10.88"),
-    ("mlpconv + GAP (NIN)", "nin_cifar10", P["cifar10"]),
-    ("NIN without dropout between blocks", "nin_cifar10_nodropout", "~14.5"),
-    ("conventional CNN + fully connected", "cnn_cifar10_fc", "17.56"),
-    ("conventional CNN + fully connected + dropout", "cnn_cifar10_fc_dropout", "15.99"),
-    ("conventional CNN + GAP", "cnn_cifar10_gap", "16.46"),
-]
-
-
-def is_full(r: dict) -> bool:
-    c = r["config"]
-    return (r.get("finished") and not c.get("subset") and not c.get("eval_subset")
+def is_full(r: RunResult) -> bool:
+    c = r.config
+    return (r.finished and not c.get("subset") and not c.get("eval_subset")
             and c["eval_split"] == "test" and c["dataset"] not in ("mnist-sample", "folder"))
 
 
@@ -106,9 +82,9 @@ def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     return None
 
 
-def pilots_table(results: list[dict], root: Path) -> list[str]:
+def pilots_table(results: list[RunResult], root: Path) -> list[str]:
     """Runs scored on the validation split: where settings were chosen."""
-    pilots = [r for r in results if r.get("finished") and r["config"]["eval_split"] == "val"]
+    pilots = [r for r in results if r.finished and r.config["eval_split"] == "val"]
     if not pilots:
         return []
     out = ["", "Pilots on the validation split (trained on `train-val`, scored on `val`, the last "
@@ -116,63 +92,61 @@ def pilots_table(results: list[dict], root: Path) -> list[str]:
            "set.", "", "| run | model | recipe | precision | seed | train images | batch | lr | "
            "epochs | crops | val error, last epoch | best (epoch) |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(pilots, key=lambda r: r["path"]):
-        c, h = r["config"], [e for e in r["history"] if "test_error" in e]
+    for r in sorted(pilots, key=lambda r: r.path):
+        c, h = r.config, [e for e in r.history if "test_error" in e]
         best = min(h, key=lambda e: e["test_error"])
         crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
                  else "—")
         n = f"{c['subset']:,}" if c.get("subset") else "all"
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {recorded_precision(r)} | "
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {r.precision} | "
                    f"{c['seed']} | {n} | "
-                   f"{c['batch_size']} | {c['lr']} | {r['epochs_run']} | {crops} | "
-                   f"{r['final']['error']:.2f} % ({r['final']['n']:,} images) | "
+                   f"{c['batch_size']} | {c['lr']} | {r.epochs_run} | {crops} | "
+                   f"{r.error:.2f} % ({r.final['n']:,} images) | "
                    f"{best['test_error']:.2f} % ({best['epoch']}) |")
     return out
 
 
-def _rel(r: dict, root: Path):
-    folder = Path(r["path"]).parent
-    return folder.relative_to(root) if folder.is_relative_to(root) else folder
+def _rel(r: RunResult, root: Path):
+    return r.folder.relative_to(root) if r.folder.is_relative_to(root) else r.folder
 
 
-def tables(results: list[dict], root: Path = Path(".")) -> str:
+def tables(results: list[RunResult], root: Path = Path(".")) -> str:
     full = summarize([r for r in results if is_full(r)])
     out = ["Test error, %, mean ± std over seeds where there are several. Every figure of ours "
            "comes from a run whose result.json and log are in `results/`.", "",
            "| | paper | ours (paper recipe) | ours (modern) | best published reimplementation |",
            "|---|---|---|---|---|"]
-    for label, ds, aug, paper, pm, mm, best in MAIN:
-        missing = OFFLINE if ds in ("cifar100", "svhn") else GPU
-        ours_p = find(full, ds, pm, "paper", aug) or unfinished(root, ds, pm, "paper") or missing
+    for label, ds, aug, paper, pm, mm, best in RESULT_ROWS:
+        ours_p = find(full, ds, pm, "paper", aug) or unfinished(root, ds, pm, "paper") or MISSING
         ours_m = "— (the modern recipe augments)" if mm is None else \
-            (find(full, ds, mm, "modern", True) or unfinished(root, ds, mm, "modern") or missing)
+            (find(full, ds, mm, "modern", True) or unfinished(root, ds, mm, "modern") or MISSING)
         out.append(f"| {label} | {paper} | {ours_p} | {ours_m} | {best} |")
     out += ["", "Ablations on CIFAR-10 (no augmentation, the paper's recipe):", "",
             "| | paper | ours |", "|---|---|---|"]
-    for label, model, paper in ABLATIONS:
-        out.append(f"| {label} | {paper} | {find(full, 'cifar10', model, 'paper', False) or GPU} |")
+    for label, model, paper in ABLATION_ROWS:
+        out.append(f"| {label} | {paper} | {find(full, 'cifar10', model, 'paper', False) or MISSING} |")
     out += pilots_table(results, root)
-    short = [r for r in results if not is_full(r) and r.get("finished")  # not yours: folders
-             and r["config"]["eval_split"] != "val" and r["config"]["dataset"] != "folder"]
+    short = [r for r in results if not is_full(r) and r.finished  # not yours: folders
+             and r.config["eval_split"] != "val" and r.config["dataset"] != "folder"]
     out += ["", "Short CPU runs (a subset or the embedded sample and a few epochs: they test the "
             "pipeline, they are not comparable with the paper):", "",
             "| run | model | recipe | train images | epochs | test images | test error | "
             "wall |", "|---|---|---|---|---|---|---|---|"]
     for r in short:
-        c = r["config"]
+        c = r.config
         n_train = f"{c['subset']:,}" if c.get("subset") else \
             ("10,000 (sample)" if c["dataset"] == "mnist-sample" else "all")
         out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {n_train} | "
-                   f"{r['epochs_run']} | {r['final']['n']:,} | {r['final']['error']:.2f} % | "
-                   f"{r['wall_s']:.0f} s on {r['env']['device']} |")
+                   f"{r.epochs_run} | {r.final['n']:,} | {r.error:.2f} % | "
+                   f"{r.wall_s:.0f} s on {r.env['device']} |")
     return "\n".join(out)
 
 
-def load_results(root) -> list[dict]:
+def load_results(root) -> list[RunResult]:
     """Every run's result.json under root/results (benchmarks excluded)."""
-    results = [r for r in collect(Path(root) / "results") if "/bench/" not in r["path"]]
+    results = [r for r in collect(Path(root) / "results") if "/bench/" not in r.path]
     for r in results:
-        r["path"] = str(Path(r["path"]).resolve())
+        r.path = str(Path(r.path).resolve())
     return results
 
 
@@ -188,8 +162,7 @@ def bench_tables(root) -> str:
         for kind, what in (("train", "training"), ("eval", "evaluation")):
             f = bench / f"{kind}_throughput_{dev}.json"
             if not f.is_file():
-                out += [f"{what[0].upper() + what[1:]} throughput on {dev}: not measured yet"
-                        + (" (needs the GPU)." if dev == "cuda" else "."), ""]
+                out += [f"{what[0].upper() + what[1:]} throughput on {dev}: not measured.", ""]
                 continue
             d = json.loads(f.read_text())
             peak, env = d["matmul_peak_tflops"], d["env"]
@@ -221,7 +194,7 @@ def bench_tables(root) -> str:
     for name, what in (("memory_cuda", "GPU memory per batch size"),
                        ("time_to_accuracy", "time to 91.19 % CIFAR-10 accuracy")):
         if not (bench / f"{name}.json").is_file():
-            out += [f"{what[0].upper() + what[1:]}: not measured yet (needs the GPU).", ""]
+            out += [f"{what[0].upper() + what[1:]}: not measured.", ""]
     out += _time_to_accuracy_cpu(bench / "time_to_accuracy_cpu.json", root)
     return "\n".join(out).rstrip()
 
@@ -280,8 +253,7 @@ def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int
     out.mkdir(parents=True, exist_ok=True)
     results = load_results(root)
     lines = ["# nin: results report", "", tables(results, root), ""]
-    runs = [Path(r["path"]).parent for r in results
-            if (Path(r["path"]).parent / "metrics.jsonl").is_file()]
+    runs = [r.folder for r in results if (r.folder / "metrics.jsonl").is_file()]
     if runs:
         plot_runs(runs, out / "curves.png")
         lines += ["## Training curves", "", "![training curves](curves.png)", ""]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .files import atomic_write
+from .results import RunResult, collect
 
 
 def load_spec(path) -> dict:
@@ -78,41 +79,26 @@ def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
     return done
 
 
-def _group_key(cfg: dict) -> tuple:
-    return tuple(sorted((k, json.dumps(v)) for k, v in cfg.items()
-                        if k not in ("seed", "out", "data_dir", "device")))
-
-
-def summarize(results: list[dict]) -> list[dict]:
-    """Group finished runs that differ only in seed (and output folder): mean ± std error."""
-    groups: dict[tuple, list[dict]] = {}
+def summarize(results: list[RunResult]) -> list[dict]:
+    """Group finished runs that differ only in seed (and output folder): mean ± std error,
+    with each run's row (RunResult.row) kept."""
+    groups: dict[tuple, list[RunResult]] = {}
     for r in results:
-        if r.get("finished"):
-            groups.setdefault(_group_key(r["config"]), []).append(r)
+        if r.finished:
+            groups.setdefault(r.group_key(), []).append(r)
     rows = []
     for runs in groups.values():
-        errs = [r["final"]["error"] for r in runs]
-        c = runs[0]["config"]
-        rows.append(dict(model=c["model"], dataset=c["dataset"], recipe=c["recipe"],
-                         translate=c.get("translate", 0), flip=c.get("flip", False),
-                         seeds=sorted(r["config"]["seed"] for r in runs), n=len(errs),
-                         mean=statistics.fmean(errs),
-                         std=statistics.stdev(errs) if len(errs) > 1 else 0.0,
-                         errors=errs, wall_s=[r["wall_s"] for r in runs],
-                         epochs=[r["epochs_run"] for r in runs], config=c,
-                         threads=sorted({r["env"]["threads"] for r in runs})))
+        each = [r.row() for r in runs]
+        errs = [e["error"] for e in each]
+        rows.append({**{k: each[0][k] for k in ("model", "dataset", "recipe", "translate",
+                                                "flip", "tta", "precision")},
+                     "seeds": sorted(e["seed"] for e in each), "n": len(errs),
+                     "mean": statistics.fmean(errs),
+                     "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
+                     "errors": errs, "wall_s": [e["wall_s"] for e in each],
+                     "epochs": [e["epochs"] for e in each], "config": runs[0].config,
+                     "threads": sorted({e["threads"] for e in each})})
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))
-
-
-def collect(folder) -> list[dict]:
-    """Every result.json under a folder."""
-    found = []
-    for p in sorted(Path(folder).rglob("result.json")):
-        try:
-            found.append(json.loads(p.read_text()) | {"path": str(p)})
-        except (OSError, ValueError):
-            continue
-    return found
 
 
 def fmt(row: dict) -> str:

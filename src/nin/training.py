@@ -31,14 +31,14 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
 from .data import load_dataset
-from .device import (autocast, environment, eval_precision, pick_device, recorded_precision,
-                     resolve_precision)
+from .device import autocast, environment, eval_precision, pick_device, resolve_precision
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
 from .models import ARCHS, build_model, count_params, model_info
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
+from .results import RunResult, recorded_precision
 
 DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
 SYNC_EVERY = 50   # steps between host syncs (loss check, dead maps, progress)
@@ -258,7 +258,7 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
                opt=opt, sched=sched, train_ds=train_ds, test_ds=test_ds,
                data_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
                model_kwargs=model_kwargs, log=log, precision=precision,
-               env=dict(environment(device), world_size=world, precision=precision))
+               env=dict(environment(device), world_size=world))
 
 
 def restore(run: Run, resume: bool) -> bool:
@@ -298,7 +298,7 @@ def _keep_precision(run: Run, meta: dict, where):
         flag = "--amp" if saved == "bf16" else "--no-amp"
         raise ConfigError(f"{where}: the run trained in {saved}; resume it in {saved} (drop the "
                           f"--amp/--no-amp flag, or give {flag}) or use another --out")
-    run.precision = run.env["precision"] = saved
+    run.precision = saved
 
 
 def start_from_weights(run: Run):
@@ -526,7 +526,7 @@ def _wall_before(s: RunState) -> float:
     return sum(h["time_s"] for h in s.history)
 
 
-def stop_early(run: Run) -> dict:
+def stop_early(run: Run) -> RunResult:
     """max_steps reached inside (or at the start of) an epoch: checkpoint and log it."""
     s = run.state
     reason = f"max_steps {run.cfg.max_steps} reached"
@@ -539,25 +539,24 @@ def stop_early(run: Run) -> dict:
                          partial=True, train_loss=loss.item() / seen.item(),
                          train_acc=correct.item() / seen.item()))
     run.log(f"stopped at step {s.step}: {reason}; continue with --resume")
-    return dict(config=run.cfg.to_dict(), finished=False, step=s.step, history=s.history)
+    return RunResult(config=run.cfg.to_dict(), finished=False, steps=s.step, history=s.history,
+                     precision=run.precision, epochs_run=s.epoch, wall_s=s.wall_s, env=run.env)
 
 
-def finish(run: Run) -> dict:
+def finish(run: Run) -> RunResult:
     """The result of a finished run, written to OUT/result.json."""
     cfg, s = run.cfg, run.state
     ev = run.last_eval or evaluate(run.model, run.pre, run.test_ds, batch_size=512,
                                    tta=cfg.tta, precision=eval_precision(run.device, cfg.amp))
     # (evaluating here: a run resumed at its very end)
-    result = dict(config=cfg.to_dict(), model_kwargs=run.model_kwargs, finished=True,
-                  params=count_params(run.model), precision=run.precision,
-                  epochs_run=s.epoch, steps=s.step,
-                  wall_s=s.wall_s,
-                  final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"], loss=ev["loss"],
-                             per_class_accuracy=ev["per_class_accuracy"]),
-                  history=s.history, env=run.env,
-                  checkpoint=str(ckpt.latest_checkpoint(run.out)))
+    result = RunResult(config=cfg.to_dict(), finished=True, steps=s.step, history=s.history,
+                       precision=run.precision, model_kwargs=run.model_kwargs,
+                       params=count_params(run.model), epochs_run=s.epoch, wall_s=s.wall_s,
+                       final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
+                                  loss=ev["loss"], per_class_accuracy=ev["per_class_accuracy"]),
+                       env=run.env, checkpoint=str(ckpt.latest_checkpoint(run.out)))
     if run.main:
-        ckpt.atomic_write(run.out / "result.json", json.dumps(result, indent=1).encode())
+        result.write(run.out)
     run.log(f"test error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} ({ev['n']:,} "
             f"images); result in {run.out / 'result.json'}")
     return result
@@ -565,8 +564,8 @@ def finish(run: Run) -> dict:
 
 # ---------------------------------------------------------------- the loop
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log=print, ddp: bool = True) -> dict:
-    """Train, evaluating and checkpointing every eval_every epochs; returns the result dict
+          log=print, ddp: bool = True) -> RunResult:
+    """Train, evaluating and checkpointing every eval_every epochs; returns the RunResult
     (also written to OUT/result.json when the run reaches its end). Under torchrun (and ddp),
     trains with DistributedDataParallel; rank 0 alone logs and writes."""
     main = not ddp or dist.env_rank() == 0
