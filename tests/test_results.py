@@ -37,3 +37,17 @@ def test_seeds_are_grouped_from_the_result_rows(tmp_path):
     assert [r.row()["seed"] for r in found] == [0, 1]
     [row] = summarize(found)
     assert (row["n"], row["mean"], row["seeds"], row["precision"]) == (2, 1.5, [0, 1], "bf16")
+
+
+def test_an_ablation_line_shows_test_and_training_error_and_parameters():
+    from nin.report import ablation_line
+    runs = [RunResult(config=dict(model="nin_cifar10_fc", dataset="cifar10", recipe="paper",
+                                  seed=s, translate=0, flip=False, epochs=30),
+                      finished=True, steps=1, params=1_000_000, epochs_run=30, wall_s=3600.0,
+                      history=[dict(epoch=30, train_acc=acc)], final=dict(n=10000, error=err),
+                      env=dict(threads=2)) for s, acc, err in ((0, 0.99, 12.0), (1, 0.97, 13.0))]
+    [row] = summarize(runs)
+    line = ablation_line("mlpconv + FC", "11.59", row)
+    assert line.startswith("| mlpconv + FC | 11.59 | 12.50 ± 0.71 (n=2); 30 epochs")
+    assert line.endswith("| 2.00 | 1,000,000 |")  # training error 1 % and 3 %: mean 2
+    assert ablation_line("x", "1", None) == "| x | 1 | not run | | |"

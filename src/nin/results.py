@@ -77,14 +77,22 @@ class RunResult:
         return tuple(sorted((k, json.dumps(v)) for k, v in self.config.items()
                             if k not in ("seed", "out", "data_dir", "device")))
 
+    @property
+    def train_error(self) -> float | None:
+        """Training error % of the last epoch, as trained (dropout on, augmented, the weights
+        moving): the overfitting gap's other side."""
+        last = next((h for h in reversed(self.history) if "train_acc" in h), None)
+        return None if last is None else round(100 * (1 - last["train_acc"]), 2)
+
     def row(self) -> dict:
         """The row of a results table: what the run was, and what it scored."""
         c = self.config
         return dict(model=c["model"], dataset=c["dataset"], recipe=c["recipe"],
                     translate=c.get("translate", 0), flip=c.get("flip", False),
                     tta=c.get("tta", False), seed=c["seed"], precision=self.precision,
-                    error=self.error, n=self.final["n"], epochs=self.epochs_run,
-                    wall_s=self.wall_s, threads=self.env.get("threads"))
+                    error=self.error, train_error=self.train_error, n=self.final["n"],
+                    epochs=self.epochs_run, wall_s=self.wall_s, params=self.params,
+                    threads=self.env.get("threads"))
 
 
 def collect(folder) -> list[RunResult]:

@@ -91,11 +91,12 @@ def summarize(results: list[RunResult]) -> list[dict]:
         each = [r.row() for r in runs]
         errs = [e["error"] for e in each]
         rows.append({**{k: each[0][k] for k in ("model", "dataset", "recipe", "translate",
-                                                "flip", "tta", "precision")},
+                                                "flip", "tta", "precision", "params")},
                      "seeds": sorted(e["seed"] for e in each), "n": len(errs),
                      "mean": statistics.fmean(errs),
                      "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
-                     "errors": errs, "wall_s": [e["wall_s"] for e in each],
+                     "errors": errs, "train_errors": [e["train_error"] for e in each],
+                     "wall_s": [e["wall_s"] for e in each],
                      "epochs": [e["epochs"] for e in each], "config": runs[0].config,
                      "threads": sorted({e["threads"] for e in each})})
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))
