@@ -422,3 +422,17 @@ def test_one_resolver_serves_help_sweep_and_demo(tmp_path, capsys):
         ("nin_mnist_bn", "mnist-sample", "runs/demo", DEMO["epochs"])
     assert _flag_type("subset") is int and _flag_type("lr") is float and \
         _flag_type("milestones")("2,4") == (2, 4)
+
+
+def test_every_shipped_config_file_resolves():
+    """Each file in configs/ is a sweep whose every run is checked and resolves (a typo in a
+    key or a type fails here, not hours into a run)."""
+    from pathlib import Path
+
+    from nin.config import resolve
+    from nin.sweep import expand, load_spec
+    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
+    assert files
+    for f in files:
+        for name, settings in expand(load_spec(f), f):
+            assert resolve(settings).dataset in ("cifar10", "cifar100", "mnist", "svhn"), name
