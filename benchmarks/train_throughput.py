@@ -5,6 +5,9 @@ loss, weights and optimizer; fused SGD on CUDA).
 
   python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 64 128] [--size 24]
                                         [--precision fp32 bf16] [--models nin_cifar10_bn]
+                                        [--dropout auto torch bits]
+Dropout masks are drawn as training draws them (random bits for bf16 on the CPU, torch's
+bernoulli_ elsewhere) unless --dropout names them: `--dropout torch bits` times both.
 """
 import argparse
 import itertools
@@ -14,19 +17,23 @@ import torch
 
 from common import environment, matmul_peak, sync, table, write
 
-from nin.models import build_model, count_macs, model_info
+from nin.models import build_model, count_macs, model_info, set_dropout_bits
 from nin.preprocessing import Preprocess, augment
 from nin.device import PRECISIONS, autocast, cpu_has_native_bf16
 from nin.config import make_config
 from nin.training import compile_or_eager, make_optimizer, train_step
 
 
-def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size):
+def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size,
+            dropout="auto"):
     dataset = model_info(model_name)["dataset"]  # the recipe's settings for its images
     cfg = make_config(recipe, dataset, batch_size=batch)
     cuda = device.type == "cuda"
     model = build_model(model_name, init="kaiming").to(device)
     model = model.to(memory_format=torch.channels_last)
+    # the dropout mask training draws (auto: random bits for bf16 on the CPU, as training.restore)
+    bits = dropout == "bits" or dropout == "auto" and device.type == "cpu" and precision == "bf16"
+    set_dropout_bits(model, bits)
     c, side = model.in_chans, model.input_size
     size = None if size == side else size
     pre = Preprocess(cfg.preprocess, c, side).to(device)
@@ -52,7 +59,8 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     dt = time.perf_counter() - t0
     macs = count_macs(model, size=size)
     ips = steps * batch / dt
-    return dict(model=model_name, recipe=recipe, precision=precision, batch=batch,
+    return dict(model=model_name, recipe=recipe, precision=precision,
+                dropout="bits" if bits else "torch", batch=batch,
                 size=size or side, steps=steps, seconds=round(dt, 3),
                 images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
                 achieved_tflops=round(ips * 6 * macs / 1e12, 4))
@@ -66,6 +74,8 @@ def main():
                     "progressive-resizing epochs; default: the network's input)")
     ap.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=PRECISIONS)
     ap.add_argument("--models", nargs="+", default=["nin_cifar10", "nin_cifar10_bn"])
+    ap.add_argument("--dropout", nargs="+", default=["auto"], choices=("auto", "torch", "bits"),
+                    help="dropout masks: auto as training draws them, or torch's / random bits")
     ap.add_argument("--steps", type=int)
     ap.add_argument("--name", help="JSON file name (default: train_throughput_DEVICE)")
     ap.add_argument("--compile", action="store_true")
@@ -79,9 +89,10 @@ def main():
     rows = []
     for model in args.models:
         recipe = "modern" if model.endswith("_bn") else "paper"
-        for b, size, p in itertools.product(batches, args.size, args.precision):
+        for b, size, p, d in itertools.product(batches, args.size, args.precision,
+                                               args.dropout):
             r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile, p,
-                        size or None)
+                        size or None, d)
             r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peaks[p], 4)
             rows.append(r)
     env = environment(device)
@@ -89,7 +100,7 @@ def main():
           "measured matmul peaks " + ", ".join(f"{p} {v / 1e12:.3f} TFLOP/s"
                                                for p, v in peaks.items())
           + "; training step = 6 x forward multiply-adds")
-    table(rows, ["model", "precision", "batch", "size", "images_per_s", "achieved_tflops",
+    table(rows, ["model", "precision", "dropout", "batch", "size", "images_per_s", "achieved_tflops",
                  "share_of_peak"])
     write(args.name or f"train_throughput_{device.type}", dict(
         benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)

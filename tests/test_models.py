@@ -110,3 +110,30 @@ def test_registry_builders_are_named_functions_and_names_are_unique():
     net = m.build_model("nin_cifar10_nodropout", drop_rate=0.5)
     assert not any(isinstance(x, torch.nn.Dropout) for x in net.modules())
     assert m.build_model("nin_cifar100").init_std == m.CIFAR100_INIT_STD
+
+
+def test_the_random_bits_dropout_mask_is_dropout():
+    """models.Dropout with bits on: the keep rate and the 1/keep scale of dropout, the input's
+    memory layout kept, the gradient through the same mask, identity in eval mode, and a mask
+    that follows torch's seed (so a resumed run redraws it)."""
+    from nin.models import Dropout
+    d = Dropout(0.3)
+    d.bits = True
+    x = torch.ones(8, 64, 16, 16).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    torch.manual_seed(0)
+    y = d(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.7) < 0.005 and y.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(y[y != 0], torch.tensor(1 / 0.7), rtol=1e-4)
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # d(x * mask)/dx = mask
+    torch.manual_seed(0)
+    assert torch.equal(d(x), y)
+    for p in (0.5, 0.9):  # other rates, a 2-D input (the fc head's)
+        d.p = p
+        z = d(torch.ones(512, 1000))
+        assert abs((z != 0).float().mean().item() - (1 - p)) < 0.005
+        assert abs(z.mean().item() - 1) < 0.02
+    d.eval()
+    assert torch.equal(d(x), x)

@@ -70,7 +70,7 @@ def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cut.final["error"] == full.final["error"] and cut.precision == "fp32"
     new_meta = json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
-    assert new_meta["state_version"] == 2
+    assert new_meta["state_version"] == 3
 
 
 def test_a_checkpoint_from_a_newer_nin_is_refused(tmp_path):
@@ -217,3 +217,19 @@ def test_a_cut_off_metrics_line_is_dropped_with_a_warning(tmp_path, capsys):
     log.write_text('{"epoch": 1, "ste\n' + log.read_text())  # damage before the end: an error
     assert main(["plot", str(tmp_path / "m"), "--out", str(tmp_path / "d.png")]) == 2
     assert "line 1 is not JSON" in capsys.readouterr().err
+
+
+def test_the_dropout_mask_is_the_runs_own(tmp_path):
+    """A new bf16 run on the CPU draws random-bits dropout masks, an fp32 run torch's; a bf16
+    checkpoint from before the choice was recorded (state version 2) keeps torch's, so it
+    resumes bit-equal to the run it continues."""
+    train(_fixture_cfg(tmp_path / "b", max_steps=3, amp=True), **QUIET)
+    train(_fixture_cfg(tmp_path / "f", max_steps=3, amp=False), **QUIET)
+    meta = {k: json.loads(ckpt.latest_checkpoint(tmp_path / k).read_text()) for k in "bf"}
+    assert (meta["b"]["dropout"], meta["f"]["dropout"]) == ("bits", "torch")
+    side = ckpt.latest_checkpoint(tmp_path / "b")
+    old = dict(meta["b"], state_version=2)
+    del old["dropout"]
+    side.write_text(json.dumps(old))
+    train(_fixture_cfg(tmp_path / "b", max_steps=5, amp=True), resume=True, **QUIET)
+    assert json.loads(ckpt.latest_checkpoint(tmp_path / "b").read_text())["dropout"] == "torch"

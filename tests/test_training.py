@@ -43,6 +43,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     a, _ = _weights(tmp_path / "full")
     b, meta = _weights(tmp_path / "cut")
     assert meta["step"] == 16 and meta["epoch"] == 2
+    assert meta["dropout"] == ("bits" if meta["precision"] == "bf16" else "torch")
     from nin.device import resolve_precision  # amp unset: what this CPU prefers
     assert meta["precision"] == full.precision == resolve_precision(torch.device("cpu"),
                                                                     kw.get("amp"))

@@ -193,7 +193,8 @@ def bench_tables(root) -> str:
                     "| model | precision | batch | size | images/s | TFLOP/s | share of its "
                     "precision's peak |", "|---|---|---|---|---|---|---|"]
             for r in d["rows"]:
-                name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "")
+                name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "") \
+                    + (", random-bits dropout" if r.get("dropout") == "bits" else "")
                 p = r.get("precision", next(iter(peaks)))
                 out.append(f"| {name} | {p} | {r['batch']} | {r.get('size', 32)} | "
                            f"{r['images_per_s']:,.1f} | {r['achieved_tflops']:.4f} | "

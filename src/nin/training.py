@@ -35,7 +35,7 @@ from .device import autocast, environment, eval_precision, pick_device, resolve_
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
-from .models import ARCHS, build_model, count_params, model_info
+from .models import ARCHS, build_model, count_params, model_info, set_dropout_bits
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
 from .results import RunResult, recorded_precision
@@ -190,6 +190,7 @@ class Run:
     last_eval: dict | None = None  # the last evaluation, reused for the result
     last_epoch_rate: float = 0.0   # images/s of the epoch (the part this process trained)
     precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
+    dropout_bits: bool = False     # models.Dropout's random-bits mask (new bf16 runs on the CPU)
 
     @property
     def main(self) -> bool:
@@ -277,12 +278,16 @@ def restore(run: Run, resume: bool) -> bool:
             start_from_weights(run)
         else:
             run.pre.fit(run.train_ds.images)
+        # the cheaper mask where it pays: bf16 on the CPU (fp32 runs stay torch's, bit for bit)
+        run.dropout_bits = run.device.type == "cpu" and run.precision == "bf16"
+        set_dropout_bits(run.model, run.dropout_bits)
         return False
     check_resumable(meta["config"], run.cfg, last)
     _keep_precision(run, meta, last)
     _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
     load_run_state(run, meta, ckpt.load_state(last, meta), last)
+    set_dropout_bits(run.model, run.dropout_bits)
     if run.main:
         _truncate_log(metrics, run.state.step)
     run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
@@ -330,7 +335,7 @@ def start_from_weights(run: Run):
 # load_run_state, nowhere else (the weights and preprocessing: checkpoint.save_checkpoint).
 # STATE_VERSION goes up when these keys change; checkpoints without it are version 1 (the same
 # keys, from before the pair existed) and resume as they always did.
-STATE_VERSION = 2
+STATE_VERSION = 3  # 3: "dropout", the mask a run draws (models.Dropout)
 
 
 def rank_state(run: Run) -> tuple[dict, int]:
@@ -353,7 +358,8 @@ def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
     meta = dict(state_version=STATE_VERSION, epoch=s.epoch, step_in_epoch=s.step_in_epoch,
                 schedule=run.sched.state(), history=s.history, wall_s=s.wall_s,
                 seen_in_epoch=[seen for _, seen in ranks], dead_streak=int(s.dead_streak),
-                optimizer=opt_plain, precision=run.precision)
+                optimizer=opt_plain, precision=run.precision,
+                dropout="bits" if run.dropout_bits else "torch")
     return meta, tensors
 
 
@@ -364,6 +370,7 @@ def load_run_state(run: Run, meta: dict, tensors: dict, where):
         raise ckpt.CheckpointError(f"{where}: written by a newer nin (run state version "
                                    f"{version}, this one reads up to {STATE_VERSION}); upgrade nin")
     r, device = run.rank, run.device
+    run.dropout_bits = meta.get("dropout") == "bits"  # before version 3: torch's masks
     ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), device)
     torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
     if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
