@@ -299,7 +299,8 @@ def test_table_cells_name_what_a_run_changed_from_its_recipe():
     del older["crop_size"], older["crop_epochs"]  # a run from before these fields existed
     assert changes(older) == []
     row = dict(mean=0.5, std=0.0, n=1, wall_s=[600.0], epochs=[20], config=paper, threads=[2])
-    assert cell(row) == ("0.50 (1 seed); 20 epochs, 10 min of training each (2 threads); "
+    assert cell(row) == ("0.50 (1 seed), no TTA; 20 epochs in fp32, 10 min of training each "
+                         "(2 threads); "
                          "changed from the recipe: init kaiming, lr 0.01, schedule step, "
                          "milestones 12,17, epochs 20")
 
@@ -317,6 +318,11 @@ def test_table_cell_shows_the_headline_runs_not_a_short_one():
             dict(common, mean=0.28, n=3, epochs=[12] * 3, config=full)]
     for order in (rows, rows[::-1]):
         assert find(order, "mnist", "nin_mnist_bn", "modern", True).startswith("0.28")
+    # a run with TTA is its own line, after the runs without (the paper's protocol)
+    tta = dict(common, mean=0.25, n=1, epochs=[12], config=full, tta=True)
+    got = find(rows + [tta], "mnist", "nin_mnist_bn", "modern", True).split("<br>")
+    assert [g.split(";")[0] for g in got] == ["0.28 ± 0.00 (n=3), no TTA",
+                                              "0.25 (1 seed), flip TTA"]
 
 
 def test_time_to_accuracy_rows_from_runs(tmp_path):

@@ -48,6 +48,6 @@ def test_an_ablation_line_shows_test_and_training_error_and_parameters():
                       env=dict(threads=2)) for s, acc, err in ((0, 0.99, 12.0), (1, 0.97, 13.0))]
     [row] = summarize(runs)
     line = ablation_line("mlpconv + FC", "11.59", row)
-    assert line.startswith("| mlpconv + FC | 11.59 | 12.50 ± 0.71 (n=2); 30 epochs")
+    assert line.startswith("| mlpconv + FC | 11.59 | 12.50 ± 0.71 (n=2), no TTA; 30 epochs in fp32")
     assert line.endswith("| 2.00 | 1,000,000 |")  # training error 1 % and 3 %: mean 2
     assert ablation_line("x", "1", None) == "| x | 1 | not run | | |"

@@ -231,5 +231,6 @@ def test_the_dropout_mask_is_the_runs_own(tmp_path):
     old = dict(meta["b"], state_version=2)
     del old["dropout"]
     side.write_text(json.dumps(old))
-    train(_fixture_cfg(tmp_path / "b", max_steps=5, amp=True), resume=True, **QUIET)
+    r = train(_fixture_cfg(tmp_path / "b", max_steps=5, amp=True), resume=True, **QUIET)
+    assert r.dropout == "torch"
     assert json.loads(ckpt.latest_checkpoint(tmp_path / "b").read_text())["dropout"] == "torch"

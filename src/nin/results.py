@@ -28,6 +28,7 @@ class RunResult:
     steps: int                    # optimizer steps taken
     history: list                 # one metrics row per epoch (metrics.jsonl)
     precision: str = "fp32"       # of the training forward pass: fp32 or bf16 (autocast)
+    dropout: str | None = None    # the masks drawn: "torch" or "bits" (None: not recorded)
     model_kwargs: dict = field(default_factory=dict)
     params: int = 0
     epochs_run: int = 0

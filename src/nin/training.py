@@ -547,7 +547,8 @@ def stop_early(run: Run) -> RunResult:
                          train_acc=correct.item() / seen.item()))
     run.log(f"stopped at step {s.step}: {reason}; continue with --resume")
     return RunResult(config=run.cfg.to_dict(), finished=False, steps=s.step, history=s.history,
-                     precision=run.precision, epochs_run=s.epoch, wall_s=s.wall_s, env=run.env)
+                     precision=run.precision, epochs_run=s.epoch, wall_s=s.wall_s, env=run.env,
+                     dropout="bits" if run.dropout_bits else "torch")
 
 
 def finish(run: Run) -> RunResult:
@@ -558,6 +559,7 @@ def finish(run: Run) -> RunResult:
     # (evaluating here: a run resumed at its very end)
     result = RunResult(config=cfg.to_dict(), finished=True, steps=s.step, history=s.history,
                        precision=run.precision, model_kwargs=run.model_kwargs,
+                       dropout="bits" if run.dropout_bits else "torch",
                        params=count_params(run.model), epochs_run=s.epoch, wall_s=s.wall_s,
                        final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
                                   loss=ev["loss"], per_class_accuracy=ev["per_class_accuracy"]),
