@@ -72,10 +72,12 @@ def from_runs(folders) -> list:
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
         crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, r.precision, c["tta"])
+        # dropout masks: results from before the field was recorded used torch's
+        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, r.precision, c["tta"],
+               r.dropout or "torch")
         groups.setdefault(key, []).append(r)
     rows = []
-    for (dataset, model, recipe, epochs, crop, prec, tta), runs in sorted(
+    for (dataset, model, recipe, epochs, crop, prec, tta, dropout), runs in sorted(
             groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         target = TARGETS[dataset]
         per_seed = []
@@ -86,7 +88,7 @@ def from_runs(folders) -> list:
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
         rows.append(dict(dataset=dataset, model=model, recipe=recipe, crops=crop, precision=prec,
-                         tta=tta, target_error=target,
+                         tta=tta, dropout=dropout, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
                          threads=sorted({r.env["threads"] for r in runs}),

@@ -234,7 +234,9 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
         sched = f"{r['epochs']} epochs" + (f", {r['crops']} crops" if r.get("crops") else "")
         out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {sched} | "
-                   f"{r.get('precision', 'fp32')} | {'flip' if r.get('tta') else 'no'} | "
+                   f"{r.get('precision', 'fp32')}"
+                   f"{', random-bits dropout' if r.get('dropout') == 'bits' else ''} | "
+                   f"{'flip' if r.get('tta') else 'no'} | "
                    f"{r['target_error']} % | {t} | {','.join(map(str, r['seeds']))} | "
                    f"{','.join(map(str, r['threads']))} | {reached} |")
     for r in json.loads(f.read_text())["rows"]:
