@@ -13,7 +13,7 @@ from torch.profiler import ProfilerActivity, profile
 from common import environment, table, write
 
 from nin.config import make_config
-from nin.device import autocast
+from nin.device import autocast, dropout_masks
 from nin.models import build_model, set_dropout_bits
 from nin.preprocessing import Preprocess, augment
 from nin.training import compile_or_eager, make_optimizer, train_step
@@ -27,7 +27,7 @@ def setup(model_name: str, precision: str, compiled: bool, size: int):
     cfg = make_config(recipe, "cifar10", batch_size=BATCH)
     torch.manual_seed(0)
     model = build_model(model_name, init="kaiming").to(memory_format=torch.channels_last)
-    set_dropout_bits(model, precision == "bf16")  # the masks training draws (training.restore)
+    set_dropout_bits(model, dropout_masks(torch.device("cpu"), precision) == "bits")
     pre = Preprocess(cfg.preprocess, 3, 32)
     pre.fit(torch.randint(0, 256, (256, 3, 32, 32), dtype=torch.uint8))
     opt = make_optimizer(model, cfg, False)

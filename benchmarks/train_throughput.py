@@ -19,7 +19,7 @@ from common import environment, matmul_peak, sync, table, write
 
 from nin.models import build_model, count_macs, model_info, set_dropout_bits
 from nin.preprocessing import Preprocess, augment
-from nin.device import PRECISIONS, autocast, cpu_has_native_bf16
+from nin.device import PRECISIONS, autocast, cpu_has_native_bf16, dropout_masks
 from nin.config import make_config
 from nin.training import compile_or_eager, make_optimizer, train_step
 
@@ -31,9 +31,9 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     cuda = device.type == "cuda"
     model = build_model(model_name, init="kaiming").to(device)
     model = model.to(memory_format=torch.channels_last)
-    # the dropout mask training draws (auto: random bits for bf16 on the CPU, as training.restore)
-    bits = dropout == "bits" or dropout == "auto" and device.type == "cpu" and precision == "bf16"
-    set_dropout_bits(model, bits)
+    # auto: the masks a new training run draws
+    dropout = dropout_masks(device, precision) if dropout == "auto" else dropout
+    set_dropout_bits(model, dropout == "bits")
     c, side = model.in_chans, model.input_size
     size = None if size == side else size
     pre = Preprocess(cfg.preprocess, c, side).to(device)
@@ -60,7 +60,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     macs = count_macs(model, size=size)
     ips = steps * batch / dt
     return dict(model=model_name, recipe=recipe, precision=precision,
-                dropout="bits" if bits else "torch", batch=batch,
+                dropout=dropout, batch=batch,
                 size=size or side, steps=steps, seconds=round(dt, 3),
                 images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
                 achieved_tflops=round(ips * 6 * macs / 1e12, 4))
@@ -100,8 +100,8 @@ def main():
           "measured matmul peaks " + ", ".join(f"{p} {v / 1e12:.3f} TFLOP/s"
                                                for p, v in peaks.items())
           + "; training step = 6 x forward multiply-adds")
-    table(rows, ["model", "precision", "dropout", "batch", "size", "images_per_s", "achieved_tflops",
-                 "share_of_peak"])
+    table(rows, ["model", "precision", "dropout", "batch", "size", "images_per_s",
+                 "achieved_tflops", "share_of_peak"])
     write(args.name or f"train_throughput_{device.type}", dict(
         benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)
                                                           for p, v in peaks.items()},

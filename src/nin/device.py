@@ -46,6 +46,12 @@ def resolve_precision(device: torch.device, amp: bool | None) -> str:
     return "bf16" if amp else "fp32"
 
 
+def dropout_masks(device: torch.device, precision: str) -> str:
+    """The dropout masks a new run draws: "bits" (models.Dropout's random bits, cheaper) for
+    bf16 on the CPU, where bernoulli_ is a large share of a step; torch's everywhere else."""
+    return "bits" if device.type == "cpu" and precision == "bf16" else "torch"
+
+
 def eval_precision(device: torch.device, amp: bool | None = None) -> str:
     """Evaluation: bf16 on CUDA (unless amp is False), fp32 on the CPU. Scoring is a small share
     of a CPU run's time, and fp32 reproduces the shipped weights' recorded errors exactly."""

@@ -52,9 +52,10 @@ class Dropout(nn.Dropout):
     """nn.Dropout, with a cheaper mask when `bits` is on: 16 random bits per element (one int64
     draw per 4 elements; 15 used, as int64 draws leave the sign bit 0) compared with the keep
     rate. torch's bernoulli_ mask costs 13 % of a bf16 CPU training step (profile_cpu.py); this
-    one is cheaper (`benchmarks/train_throughput.py --dropout torch bits` times both). The same distribution, p rounded to 1/32768, but
-    another use of the RNG: training turns it on for new bf16 runs on the CPU only, so that
-    older checkpoints resume bit-equal (training.Run.dropout_bits)."""
+    one is cheaper (`benchmarks/train_throughput.py --dropout torch bits` times both). The same
+    distribution, p rounded to 1/32768, but another use of the RNG: training turns it on for new
+    runs where device.dropout_masks says so, and a checkpoint keeps the masks it ran with.
+    """
 
     bits = False
 

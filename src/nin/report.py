@@ -17,6 +17,12 @@ from .sweep import fmt, summarize
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
 MISSING = "not run"  # no result.json in results/ (why: the README says, beside the table)
 
+
+def _masks(dropout) -> str:
+    """What a precision cell adds for a run or benchmark row that drew random-bits masks."""
+    return ", random-bits dropout" if dropout == "bits" else ""
+
+
 def is_full(r: RunResult) -> bool:
     c = r.config
     return (r.finished and not c.get("subset") and not c.get("eval_subset")
@@ -115,8 +121,8 @@ def pilots_table(results: list[RunResult], root: Path) -> list[str]:
         crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
                  else "—")
         n = f"{c['subset']:,}" if c.get("subset") else "all"
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {r.precision}"
-                   f"{', random-bits dropout' if r.dropout == 'bits' else ''} | "
+        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | "
+                   f"{r.precision}{_masks(r.dropout)} | "
                    f"{c['seed']} | {n} | "
                    f"{c['batch_size']} | {c['lr']} | {r.epochs_run} | {crops} | "
                    f"{r.error:.2f} % ({r.final['n']:,} images) | "
@@ -196,7 +202,7 @@ def bench_tables(root) -> str:
                     "precision's peak |", "|---|---|---|---|---|---|---|"]
             for r in d["rows"]:
                 name = r.get("model", "nin_cifar10") + (" + flip TTA" if r.get("tta") else "") \
-                    + (", random-bits dropout" if r.get("dropout") == "bits" else "")
+                    + _masks(r.get("dropout"))
                 p = r.get("precision", next(iter(peaks)))
                 out.append(f"| {name} | {p} | {r['batch']} | {r.get('size', 32)} | "
                            f"{r['images_per_s']:,.1f} | {r['achieved_tflops']:.4f} | "
@@ -234,8 +240,7 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
         sched = f"{r['epochs']} epochs" + (f", {r['crops']} crops" if r.get("crops") else "")
         out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {sched} | "
-                   f"{r.get('precision', 'fp32')}"
-                   f"{', random-bits dropout' if r.get('dropout') == 'bits' else ''} | "
+                   f"{r.get('precision', 'fp32')}{_masks(r.get('dropout'))} | "
                    f"{'flip' if r.get('tta') else 'no'} | "
                    f"{r['target_error']} % | {t} | {','.join(map(str, r['seeds']))} | "
                    f"{','.join(map(str, r['threads']))} | {reached} |")

@@ -31,7 +31,8 @@ from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
 from .data import load_dataset
-from .device import autocast, environment, eval_precision, pick_device, resolve_precision
+from .device import (autocast, dropout_masks, environment, eval_precision, pick_device,
+                     resolve_precision)
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
@@ -190,7 +191,7 @@ class Run:
     last_eval: dict | None = None  # the last evaluation, reused for the result
     last_epoch_rate: float = 0.0   # images/s of the epoch (the part this process trained)
     precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
-    dropout_bits: bool = False     # models.Dropout's random-bits mask (new bf16 runs on the CPU)
+    dropout: str = "torch"         # the masks drawn: torch's, or "bits" (device.dropout_masks)
 
     @property
     def main(self) -> bool:
@@ -278,16 +279,13 @@ def restore(run: Run, resume: bool) -> bool:
             start_from_weights(run)
         else:
             run.pre.fit(run.train_ds.images)
-        # the cheaper mask where it pays: bf16 on the CPU (fp32 runs stay torch's, bit for bit)
-        run.dropout_bits = run.device.type == "cpu" and run.precision == "bf16"
-        set_dropout_bits(run.model, run.dropout_bits)
+        run.dropout = dropout_masks(run.device, run.precision)
         return False
     check_resumable(meta["config"], run.cfg, last)
     _keep_precision(run, meta, last)
     _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
     load_run_state(run, meta, ckpt.load_state(last, meta), last)
-    set_dropout_bits(run.model, run.dropout_bits)
     if run.main:
         _truncate_log(metrics, run.state.step)
     run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
@@ -359,7 +357,7 @@ def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
                 schedule=run.sched.state(), history=s.history, wall_s=s.wall_s,
                 seen_in_epoch=[seen for _, seen in ranks], dead_streak=int(s.dead_streak),
                 optimizer=opt_plain, precision=run.precision,
-                dropout="bits" if run.dropout_bits else "torch")
+                dropout=run.dropout)
     return meta, tensors
 
 
@@ -370,7 +368,7 @@ def load_run_state(run: Run, meta: dict, tensors: dict, where):
         raise ckpt.CheckpointError(f"{where}: written by a newer nin (run state version "
                                    f"{version}, this one reads up to {STATE_VERSION}); upgrade nin")
     r, device = run.rank, run.device
-    run.dropout_bits = meta.get("dropout") == "bits"  # before version 3: torch's masks
+    run.dropout = meta.get("dropout", "torch")  # before version 3: torch's masks
     ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), device)
     torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
     if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
@@ -548,7 +546,7 @@ def stop_early(run: Run) -> RunResult:
     run.log(f"stopped at step {s.step}: {reason}; continue with --resume")
     return RunResult(config=run.cfg.to_dict(), finished=False, steps=s.step, history=s.history,
                      precision=run.precision, epochs_run=s.epoch, wall_s=s.wall_s, env=run.env,
-                     dropout="bits" if run.dropout_bits else "torch")
+                     dropout=run.dropout)
 
 
 def finish(run: Run) -> RunResult:
@@ -559,7 +557,7 @@ def finish(run: Run) -> RunResult:
     # (evaluating here: a run resumed at its very end)
     result = RunResult(config=cfg.to_dict(), finished=True, steps=s.step, history=s.history,
                        precision=run.precision, model_kwargs=run.model_kwargs,
-                       dropout="bits" if run.dropout_bits else "torch",
+                       dropout=run.dropout,
                        params=count_params(run.model), epochs_run=s.epoch, wall_s=s.wall_s,
                        final=dict(split=cfg.eval_split, n=ev["n"], error=ev["error"],
                                   loss=ev["loss"], per_class_accuracy=ev["per_class_accuracy"]),
@@ -585,6 +583,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     with run_lock(Path(cfg.out), exclusive=main), StopSignal() as stop_signal:
         run = build_run(cfg, log, ddp)
         restore(run, resume)
+        set_dropout_bits(run.model, run.dropout == "bits")  # the masks restore chose
         log(f"{cfg.model} ({count_params(run.model):,} params) on {cfg.dataset}/"
             f"{cfg.train_split} ({len(run.train_ds):,} images), recipe {cfg.recipe}, "
             f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else "")
