@@ -189,6 +189,11 @@ def test_loss_of_a_fresh_model_is_near_ln10():
     kaiming = build_model("nin_cifar10", init="kaiming").eval()(x)
     assert kaiming.std(1).min() > 0
     assert torch.nn.functional.cross_entropy(kaiming, y).item() > math.log(10) + 0.5
+    # kaiming_zero: He's body, but every class map alive everywhere and the classes tied
+    zero = build_model("nin_cifar10", init="kaiming_zero").eval()
+    assert (zero.forward_maps(x) > 0).all()
+    assert abs(torch.nn.functional.cross_entropy(zero(x), y).item() - math.log(10)) < 1e-5
+    assert zero.features[0][0].weight.std() > 0.05  # He's std for 75 inputs is 0.16
 
 
 def test_resume_when_max_steps_is_already_reached(tmp_path):

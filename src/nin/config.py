@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
-from .paper import DATASETS
+from .paper import DATASETS, INITS
 
 
 def _f(default, help: str, **kw):
@@ -56,8 +56,8 @@ class TrainConfig:
     max_drops: int = _f(2, "plateau: lr /= 10 this many times, then stop at the next plateau")
     warmup_epochs: float = _f(0.0, "onecycle: epochs of linear warm-up")
     # ---- network and regularization
-    init: str = _f("paper", "paper: Gaussian std 0.05; kaiming: He init, robust to dead starts",
-                   choices=("paper", "kaiming"))
+    init: str = _f("paper", "paper: Gaussian std 0.05; kaiming: He init; kaiming_zero: He init, "
+                   "class layer zero (bias 1): no dead start without batch norm", choices=INITS)
     drop_rate: float = _f(0.5, "dropout after the first two mlpconv blocks")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
     # ---- data

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .errors import ConfigError
-from .paper import DATASETS
+from .paper import DATASETS, INITS
 
 # Per dataset: (kernel, widths) of each block; None in block 3 stands for the class count.
 BLOCKS = {
@@ -142,7 +142,13 @@ class NIN(nn.Module):
 
     def reset_parameters(self, init: str = "paper"):
         """paper: Gaussian(0, init_std) weights and zero biases, as the authors' files.
-        kaiming: He-normal weights, which avoids the dead start (ReLU before GAP all zero)."""
+        kaiming: He-normal weights and zero biases.
+        kaiming_zero: He-normal, but the class layer starts at weights 0 and bias 1: every class
+        map alive everywhere and the prediction uniform. Without batch norm, He init starts at a
+        loss near 5 and the first steps silence every class map (results/cpu/ablation-start-probes).
+        """
+        if init not in INITS:
+            raise ConfigError(f"unknown init {init!r}: use one of {', '.join(INITS)}")
         stds = self.init_std if isinstance(self.init_std, (list, tuple)) else None
         layers = [m for m in self.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         for i, m in enumerate(layers):
@@ -150,12 +156,15 @@ class NIN(nn.Module):
                 std = stds[i] if stds is not None and i < len(stds) else \
                     (stds[-1] if stds is not None else self.init_std)
                 nn.init.normal_(m.weight, 0.0, std)
-            elif init == "kaiming":
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             else:
-                raise ConfigError(f"unknown init {init!r}: use paper or kaiming")
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        if init == "kaiming_zero":
+            last = self.last_layer()
+            nn.init.zeros_(last.weight)
+            if last.bias is not None:  # a constant bias leaves the softmax unchanged
+                nn.init.ones_(last.bias)
 
     def forward_maps(self, x: torch.Tensor) -> torch.Tensor:
         """The per-class confidence maps (N, classes, H, W) that GAP averages."""
