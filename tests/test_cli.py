@@ -442,3 +442,21 @@ def test_every_shipped_config_file_resolves():
     for f in files:
         for name, settings in expand(load_spec(f), f):
             assert resolve(settings).dataset in ("cifar10", "cifar100", "mnist", "svhn"), name
+
+
+def test_sweep_grid_list_runs_each_point_once_in_order(tmp_path):
+    """A list of grids: seed 0 for three networks, then seed 1 for two of them (seed 0's points
+    listed again run once)."""
+    from nin.sweep import expand, load_spec
+    f = tmp_path / "sweep.json"
+    f.write_text(json.dumps({"out": "x", "base": {"dataset": "cifar10", "epochs": 1},
+                             "grid": [{"model": ["nin_cifar10", "nin_cifar10_fc", "cnn_cifar10_gap"],
+                                       "seed": [0]},
+                                      {"model": ["nin_cifar10", "nin_cifar10_fc"], "seed": [0, 1]}]}))
+    names = [name for name, _ in expand(load_spec(f))]
+    assert names == ["model=nin_cifar10-seed=0", "model=nin_cifar10_fc-seed=0",
+                     "model=cnn_cifar10_gap-seed=0", "model=nin_cifar10-seed=1",
+                     "model=nin_cifar10_fc-seed=1"]
+    f.write_text(json.dumps({"out": "x", "grid": [{"seed": [0]}, {"seed": 1}]}))
+    with pytest.raises(ConfigError, match="list of such grids"):
+        load_spec(f)

@@ -51,3 +51,19 @@ def test_an_ablation_line_shows_test_and_training_error_and_parameters():
     assert line.startswith("| mlpconv + FC | 11.59 | 12.50 ± 0.71 (n=2), no TTA; 30 epochs in fp32")
     assert line.endswith("| 2.00 | 1,000,000 |")  # training error 1 % and 3 %: mean 2
     assert ablation_line("x", "1", None) == "| x | 1 | not run | | |"
+
+
+def test_claim_lines_say_holds_reversed_or_inside_the_spread():
+    """A claim holds when the paper's side wins by more than the pooled seed spread, is
+    reversed when the other side does, and is not shown inside it."""
+    from nin.report import claim_lines
+    row = lambda mean, n, std: dict(mean=mean, n=n, std=std)  # noqa: E731
+    lines = claim_lines({"nin_cifar10": row(12.0, 2, 0.2), "nin_cifar10_fc": row(13.0, 2, 0.2),
+                         "nin_cifar10_fc_dropout": row(12.1, 2, 0.2),
+                         "cnn_cifar10_gap": row(20.0, 1, 0.0), "cnn_cifar10_fc": row(19.0, 1, 0.0)})
+    assert "ours by +1.00 ± 0.20 points (2 and 2 seeds), holds" in lines[0]
+    assert "+0.10 ± 0.20" in lines[1] and "inside the spread" in lines[1]
+    assert "-1.00 ± 0.28" in lines[2] and "reversed" in lines[2]  # 0.2 * sqrt(1 + 1)
+    assert lines[3].endswith("not run.") and lines[4].endswith("not run.")
+    one = claim_lines({"nin_cifar10": row(12.0, 1, 0.0), "nin_cifar10_fc": row(13.0, 1, 0.0)})
+    assert "+1.00 points (1 and 1 seed), no seed spread measured yet" in one[0]

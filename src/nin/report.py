@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .files import read_jsonl
-from .paper import ABLATION_ROWS, RESULT_ROWS
+from .paper import ABLATION_ROWS, CLAIMS, RESULT_ROWS
 from .results import RunResult, collect
 from .sweep import fmt, summarize
 
@@ -88,6 +88,31 @@ def ablation_line(label: str, paper, row: dict | None) -> str:
     return f"| {label} | {paper} | {cell(row)} | {train} | {row.get('params', 0):,} |"
 
 
+def claim_lines(rows: dict) -> list[str]:
+    """One line per claim of the paper: our difference of test error beside the paper's, and
+    whether it holds at our budget. rows: model -> its ablation summary row. The spread of a
+    difference comes from the seed std pooled over the networks with two or more seeds."""
+    stds = [r["std"] for r in rows.values() if r and r["n"] > 1]
+    pooled = statistics.fmean(stds) if stds else None
+    out = []
+    for claim, better, worse, paper in CLAIMS:
+        a, b = rows.get(better), rows.get(worse)
+        if a is None or b is None:
+            out.append(f"- {claim} (paper: by {paper:.2f} points): {MISSING}.")
+            continue
+        diff = b["mean"] - a["mean"]
+        if pooled is None:
+            verdict, spread = "no seed spread measured yet (one seed each)", ""
+        else:
+            sd = pooled * (1 / a["n"] + 1 / b["n"]) ** 0.5
+            spread = f" ± {sd:.2f}"
+            verdict = ("inside the spread: not shown at this budget" if abs(diff) <= sd else
+                       "holds" if diff > 0 else "reversed at this budget")
+        out.append(f"- {claim} (paper: by {paper:.2f} points): ours by {diff:+.2f}{spread} points "
+                   f"({a['n']} and {b['n']} seed{'s' if b['n'] > 1 else ''}), {verdict}.")
+    return out
+
+
 def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     """A run committed unfinished (metrics and a resume/ checkpoint, no result.json), as what
     it reached: never extrapolated."""
@@ -148,8 +173,14 @@ def tables(results: list[RunResult], root: Path = Path(".")) -> str:
     out += ["", "Ablations on CIFAR-10 (no augmentation, GCN + ZCA, no batch norm), test error "
             "without TTA; training error of the last epoch as trained (dropout on):", "",
             "| | paper | ours | training error | parameters |", "|---|---|---|---|---|"]
+    ablations = {model: headline(full, "cifar10", model, "paper", False)
+                 for _, model, _ in ABLATION_ROWS}
     for label, model, paper in ABLATION_ROWS:
-        out.append(ablation_line(label, paper, headline(full, "cifar10", model, "paper", False)))
+        out.append(ablation_line(label, paper, ablations[model]))
+    out += ["", "The paper's claims are about differences (our runs are far shorter than its, so "
+            "our errors sit above its): positive means the paper's side is better. The spread "
+            "is the seed std pooled over the networks run with two seeds, scaled to each "
+            "difference.", ""] + claim_lines(ablations)
     out += pilots_table(results, root)
     short = [r for r in results if not is_full(r) and r.finished  # not yours: folders
              and r.config["eval_split"] != "val" and r.config["dataset"] != "folder"]

@@ -6,6 +6,8 @@ A sweep file is JSON:
    "base": {"dataset": "cifar10", "recipe": "paper", "epochs": 260},
    "grid": {"model": ["nin_cifar10", "nin_cifar10_fc", "nin_cifar10_fc_dropout"],
             "seed": [0, 1, 2]}}
+"grid" may also be a list of such grids, run in turn (as scikit-learn's ParameterGrid): e.g. seed 0
+for seven networks, then seed 1 for three of them. A point listed twice runs once.
 Runs go one after another; under torchrun each rank takes every world-th run on its own GPU
 (independent single-process runs). A finished run (result.json) is skipped and a started one
 resumed, so a sweep cut off by a time limit continues where it stopped.
@@ -29,9 +31,11 @@ def load_spec(path) -> dict:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable sweep file ({e})") from None
-    if not isinstance(spec.get("grid", {}), dict) or "out" not in spec or \
-            not all(isinstance(v, list) for v in spec.get("grid", {}).values()):
-        raise ConfigError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists")
+    grids = _grids(spec)
+    if "out" not in spec or not all(isinstance(g, dict) and
+                                    all(isinstance(v, list) for v in g.values()) for g in grids):
+        raise ConfigError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists (or a list "
+                          "of such grids)")
     expand(spec, where=path)  # every point checked now, not hours into the sweep
     return spec
 
@@ -40,15 +44,20 @@ def expand(spec: dict, where="sweep") -> list[tuple[str, dict]]:
     """(run name, its settings) for every point of the grid, in a fixed order; each point's
     settings are checked as a config file's are (config.check_settings)."""
     from .config import check_settings
+    runs = {}
+    for grid in _grids(spec):
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] for k in keys)):
+            point = dict(zip(keys, values))
+            name = "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "run"
+            runs.setdefault(name, check_settings({**spec.get("base", {}), **point},
+                                                 f"{where} (run {name})"))
+    return list(runs.items())
+
+
+def _grids(spec: dict) -> list:
     grid = spec.get("grid", {})
-    keys = list(grid)
-    runs = []
-    for values in itertools.product(*(grid[k] for k in keys)):
-        point = dict(zip(keys, values))
-        name = "-".join(f"{k}={v}" for k, v in point.items()).replace("/", "_") or "run"
-        runs.append((name, check_settings({**spec.get("base", {}), **point},
-                                          f"{where} (run {name})")))
-    return runs
+    return grid if isinstance(grid, list) else [grid]
 
 
 def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
