@@ -460,3 +460,9 @@ def test_sweep_grid_list_runs_each_point_once_in_order(tmp_path):
     f.write_text(json.dumps({"out": "x", "grid": [{"seed": [0]}, {"seed": 1}]}))
     with pytest.raises(ConfigError, match="list of such grids"):
         load_spec(f)
+
+
+def test_eval_refuses_a_shift_tta_out_of_range(tmp_path, capsys):
+    from nin.cli import main
+    assert main(["eval", "--weights", str(tmp_path / "none"), "--tta-shift", "9"]) == 2
+    assert "--tta-shift 9: use 0 (off) to 8 pixels" in capsys.readouterr().err

@@ -137,3 +137,26 @@ def test_the_random_bits_dropout_mask_is_dropout():
         assert abs(z.mean().item() - 1) < 0.02
     d.eval()
     assert torch.equal(d(x), x)
+
+
+def test_shift_tta_is_half_the_image_and_a_quarter_each_shift():
+    """tta_shift=1: 1/2 the (flip-averaged) unmoved image, 1/4 each of it moved 1 px up-left and
+    down-right with reflected borders; 0 leaves the plain prediction."""
+    import torch.nn.functional as F
+
+    from nin.evaluation import predict_logits
+    from nin.preprocessing import Preprocess
+    torch.manual_seed(0)
+    # He init without batch norm: confident predictions, so that the views differ
+    model, pre = build_model("nin_mnist", init="kaiming").eval(), Preprocess("scale", 1, 28)
+    images = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    x = pre(images)
+    def probs(v):  # noqa: E306
+        return (F.softmax(model(v), 1) + F.softmax(model(v.flip(3)), 1)) / 2
+    pad = F.pad(x, (1,) * 4, mode="reflect")
+    want = probs(x) / 2 + (probs(pad[..., :28, :28]) + probs(pad[..., 2:, 2:])) / 4
+    got = predict_logits(model, pre, images, tta=True, tta_shift=1, precision="fp32").exp()
+    assert torch.allclose(got, want, atol=1e-5)
+    plain = predict_logits(model, pre, images, precision="fp32").exp()
+    assert torch.allclose(plain, F.softmax(model(x), 1), atol=1e-5)
+    assert not torch.allclose(got, plain, atol=1e-3)

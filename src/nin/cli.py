@@ -111,6 +111,8 @@ def _add_weights_parsers(sub):
     p.add_argument("--dataset", help="default: the one the weights were trained on")
     p.add_argument("--split", default="test")
     _add_tta(p)
+    p.add_argument("--tta-shift", type=int, default=0, metavar="PX",
+                   help="also average the images moved PX pixels up-left and down-right")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16"),
@@ -248,6 +250,8 @@ def cmd_eval(args):
     from .evaluation import evaluate
     from .device import eval_precision, pick_device
     from .models import model_info
+    if not 0 <= args.tta_shift <= 8:
+        raise ConfigError(f"--tta-shift {args.tta_shift}: use 0 (off) to 8 pixels")
     model, pre, meta = _load(args)
     dataset = args.dataset or meta.get("config", {}).get("dataset") or \
         model_info(meta["model"])["dataset"]
@@ -255,17 +259,20 @@ def cmd_eval(args):
     device = pick_device(args.device)
     model, pre, tta = model.to(device), pre.to(device), _tta(args, meta)
     with torch.no_grad():
-        ev = evaluate(model, pre, ds, args.batch_size, tta=tta, precision=args.precision)
+        ev = evaluate(model, pre, ds, args.batch_size, tta=tta, precision=args.precision,
+                      tta_shift=args.tta_shift)
     out = dict(model=meta["model"], weights=args.weights, dataset=dataset, split=args.split,
                n=ev["n"], error=ev["error"], accuracy=100 - ev["error"], loss=ev["loss"],
-               tta=tta, precision=args.precision or eval_precision(device),
+               tta=tta, tta_shift=args.tta_shift,
+               precision=args.precision or eval_precision(device),
                per_class_accuracy=ev["per_class_accuracy"],
                confusion=ev["confusion"])
     if args.json:
         print(json.dumps(out))
         return 0
     print(f"{out['model']} on {dataset}/{args.split}: {ev['n']:,} images, test error "
-          f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if tta else ''})")
+          f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if tta else ''}"
+          f"{f', {args.tta_shift} px shift TTA' if args.tta_shift else ''})")
     for name, acc in ev["per_class_accuracy"].items():
         print(f"  {name:12s} {100 * acc:6.2f}%")
     print("confusion matrix (rows: true class, columns: predicted):")

@@ -1,4 +1,4 @@
-"""Evaluation (error, per-class accuracy, confusion matrix, flip TTA) and prediction on images."""
+"""Evaluation (error, per-class accuracy, confusion matrix, flip and shift TTA) and prediction on images."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,32 +14,42 @@ from .models import eval_mode
 
 @torch.no_grad()
 def predict_logits(model, pre, images: torch.Tensor, batch_size: int = 512, tta: bool = False,
-                   precision: str | None = None) -> torch.Tensor:
+                   precision: str | None = None, tta_shift: int = 0) -> torch.Tensor:
     """Log-probabilities for uint8 images, in batches; tta averages the image and its mirror.
+    tta_shift s > 0 also scores the (preprocessed) images moved s pixels up-left and down-right
+    (reflected borders), weighted 1/2 unmoved and 1/4 each, as airbench's TTA.
     precision None: device.eval_precision (fp32 on the CPU)."""
     device = next(model.parameters()).device
     precision = precision or eval_precision(device)
     out = []
     with eval_mode(model):
         for i in range(0, len(images), batch_size):
-            x = pre(images[i:i + batch_size].to(device)).contiguous(
-                memory_format=torch.channels_last)  # NHWC: faster convolutions on CPU and GPU
+            x = pre(images[i:i + batch_size].to(device))
             with autocast(device, precision):
-                p = F.softmax(model(x).float(), 1)
-                if tta:
-                    p = (p + F.softmax(model(x.flip(3)).float(), 1)) / 2
+                p = _probs(model, x, tta)
+                if tta_shift:
+                    s, (h, w) = tta_shift, x.shape[-2:]
+                    padded = F.pad(x, (s,) * 4, mode="reflect")
+                    p = p / 2 + sum(_probs(model, padded[..., a:a + h, a:a + w], tta)
+                                    for a in (0, 2 * s)) / 4
             out.append(p.clamp_min(1e-12).log())
     return torch.cat(out) if out else torch.zeros(0, model.num_classes, device=device)
 
 
+def _probs(model, x: torch.Tensor, flip: bool) -> torch.Tensor:
+    x = x.contiguous(memory_format=torch.channels_last)  # NHWC: faster convolutions
+    p = F.softmax(model(x).float(), 1)
+    return (p + F.softmax(model(x.flip(3)).float(), 1)) / 2 if flip else p
+
+
 def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
-             precision: str | None = None) -> dict:
+             precision: str | None = None, tta_shift: int = 0) -> dict:
     """Test error (%), mean loss, per-class accuracy and confusion matrix (rows: true class).
     Under torch.distributed each rank scores its share and the counts are summed."""
     n_all = len(dataset)
     r, w = dist.rank(), dist.world()
     part = slice(r * n_all // w, (r + 1) * n_all // w)
-    logp = predict_logits(model, pre, dataset.images[part], batch_size, tta, precision)
+    logp = predict_logits(model, pre, dataset.images[part], batch_size, tta, precision, tta_shift)
     y = dataset.labels[part].to(logp.device)
     k = model.num_classes
     conf = torch.bincount(y * k + logp.argmax(1), minlength=k * k).view(k, k)
@@ -51,7 +61,7 @@ def evaluate(model, pre, dataset, batch_size: int = 512, tta: bool = False,
     return dict(n=n, error=100.0 * (n - int(conf.diag().sum())) / max(n, 1),
                 loss=float(loss_sum) / n if n else float("nan"),
                 per_class_accuracy=dict(zip(dataset.classes, per_class)),
-                confusion=conf.tolist(), tta=tta)
+                confusion=conf.tolist(), tta=tta, tta_shift=tta_shift)
 
 
 # ---------------------------------------------------------------- translations (paper §4.6)
