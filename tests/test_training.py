@@ -204,3 +204,22 @@ def test_resume_when_max_steps_is_already_reached(tmp_path):
     assert r.finished is False and r.steps == 3
     meta = ckpt.read_sidecar(ckpt.latest_checkpoint(tmp_path / "m"), check=("weights", "state"))
     assert meta["step"] == 3 and meta["step_in_epoch"] == 3
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch(tmp_path):
+    """--alternate-flips: the images mirrored in even epochs are drawn once from the seed, and
+    odd epochs mirror the others: over two epochs each image is seen once each way."""
+    import torch
+
+    from nin.preprocessing import augment
+    from nin.training import alternating_flips
+    start = alternating_flips(1000, 0, torch.device("cpu"))
+    assert 400 < int(start.sum()) < 600 and torch.equal(start, alternating_flips(1000, 0, "cpu"))
+    assert not torch.equal(start, alternating_flips(1000, 1, torch.device("cpu")))
+    x = torch.arange(2 * 3 * 4, dtype=torch.float32).view(2, 1, 3, 4)
+    both = [augment(x, flip=True, flips=start[:2] ^ bool(epoch % 2)) for epoch in (0, 1)]
+    for i in range(2):
+        assert {both[0][i].flip(-1).equal(x[i]), both[1][i].flip(-1).equal(x[i])} == {True, False}
+    r = train(_cfg(tmp_path, "alt", flip=True, alternate_flips=True, epochs=2, amp=False),
+              log=lambda *_: None, progress=False)
+    assert r.finished and r.config["alternate_flips"]

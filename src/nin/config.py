@@ -65,6 +65,8 @@ class TrainConfig:
                          choices=("scale", "standardize", "gcn_zca", "lcn"))
     translate: int = _f(0, "augmentation: random shifts of up to this many pixels")
     flip: bool = _f(False, "augmentation: random horizontal flips")
+    alternate_flips: bool = _f(False, "with --flip: flip each image in every other epoch, from "
+                               "a random start (airbench), not at random each time")
     crop_size: int | None = _f(None, "progressive resizing: train the first --crop-epochs "
                                "epochs on random crops of this side (e.g. 24 of 32)")
     crop_epochs: int = _f(0, "progressive resizing: epochs on --crop-size crops, then full size")

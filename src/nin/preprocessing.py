@@ -107,14 +107,16 @@ class Preprocess(nn.Module):
 
 def augment(x: torch.Tensor, translate: int = 0, flip: bool = False,
             generator: torch.Generator | None = None, part: slice | None = None,
-            total: int | None = None, size: int | None = None) -> torch.Tensor:
+            total: int | None = None, size: int | None = None,
+            flips: torch.Tensor | None = None) -> torch.Tensor:
     """Random translation by up to `translate` pixels (zero padding, i.e. the data mean after
     preprocessing) and random horizontal flips, drawn per image, for a batch on any device.
     `size` < the image's side takes a random size x size crop of the padded image instead
     (progressive resizing: a fully convolutional net with global pooling takes any size).
 
     x may be the rows `part` of a global batch of `total` images (a distributed rank's shard):
-    the draws are made for the whole batch, so the shard is augmented as the whole would be."""
+    the draws are made for the whole batch, so the shard is augmented as the whole would be.
+    flips (bool, one per row of x), with flip, says which images to mirror instead of a draw."""
     n, c, h, w = x.shape
     part = part or slice(0, n)
     total = total or n
@@ -135,7 +137,8 @@ def augment(x: torch.Tensor, translate: int = 0, flip: bool = False,
         chans = torch.arange(c, device=x.device)[None, :, None, None]
         x = xp[torch.arange(n, device=x.device)[:, None, None, None], chans, rows, cols]
     if flip:
-        mask = torch.rand(total, device=x.device, generator=generator)[part] < 0.5
+        mask = flips if flips is not None else \
+            torch.rand(total, device=x.device, generator=generator)[part] < 0.5
         x = torch.where(mask[:, None, None, None], x.flip(3), x)
     return x
 

@@ -13,6 +13,7 @@ uninterrupted one (on the CPU). SIGTERM writes a checkpoint and stops with exit 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import shutil
@@ -446,11 +447,23 @@ def _next_batch(run: Run, perm):
     local = dist.shard(cfg.batch_size)
     idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][local]
     size = cfg.crop_size if run.state.epoch < cfg.crop_epochs else None
+    flips = None
+    if cfg.flip and cfg.alternate_flips:  # each image's start, mirrored in every odd epoch
+        flips = alternating_flips(len(run.train_ds), cfg.seed, run.device)[idx] ^ \
+            bool(run.state.epoch % 2)
     x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
-                part=local, total=cfg.batch_size, size=size)
+                part=local, total=cfg.batch_size, size=size, flips=flips)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x, run.train_ds.labels[idx]
+
+
+@functools.lru_cache(maxsize=2)
+def alternating_flips(n: int, seed: int, device) -> torch.Tensor:
+    """Which of n training images are mirrored in even epochs (the rest in odd ones): a function
+    of the seed alone, so a resumed run needs nothing saved."""
+    gen = torch.Generator().manual_seed(seed + 2)  # +0: init and dropout, +1: augmentation
+    return (torch.rand(n, generator=gen) < 0.5).to(device)
 
 
 class Stopwatch:
