@@ -70,7 +70,7 @@ def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert cut.final["error"] == full.final["error"] and cut.precision == "fp32"
     new_meta = json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
-    assert new_meta["state_version"] == 3
+    assert new_meta["state_version"] == 4
 
 
 def test_a_checkpoint_from_a_newer_nin_is_refused(tmp_path):

@@ -30,7 +30,9 @@ def _weights(out):
                                        # bf16 autocast (native or emulated: forced by amp=True)
                                        ("modern", dict(amp=True)),
                                        # progressive resizing: cut in the crop epoch and after
-                                       ("modern", dict(crop_size=20, crop_epochs=1))])
+                                       ("modern", dict(crop_size=20, crop_epochs=1)),
+                                       # a moving average of the weights, saved and restored
+                                       ("modern", dict(ema=0.9, amp=False))])
 def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     quiet = dict(log=lambda *_: None, progress=False)
     full = train(_cfg(tmp_path, "full", recipe, **kw), **quiet)
@@ -223,3 +225,30 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch(tmp_path):
     r = train(_cfg(tmp_path, "alt", flip=True, alternate_flips=True, epochs=2, amp=False),
               log=lambda *_: None, progress=False)
     assert r.finished and r.config["alternate_flips"]
+
+
+def test_the_weights_average_is_what_is_scored_and_saved(tmp_path):
+    """--ema: the checkpoint's weights are the average (its error is the run's), training's
+    own weights differ from it and are kept in the run state for resuming."""
+    import torch
+
+    from nin.evaluation import evaluate
+    from nin.training import load_data
+    cfg = _cfg(tmp_path, "ema", "modern", ema=0.9, amp=False)
+    r = train(cfg, log=lambda *_: None, progress=False)
+    model, pre, meta = ckpt.load_checkpoint(tmp_path / "ema")
+    _, test_ds = load_data(cfg, torch.device("cpu"), log=lambda *_: None)
+    assert evaluate(model, pre, test_ds, precision="fp32")["error"] == r.final["error"]
+    assert meta["ema"] is True and meta["state_version"] == 4
+    state = ckpt.load_state(ckpt.latest_checkpoint(tmp_path / "ema"), meta)
+    raw = {k[len("train."):]: v for k, v in state.items() if k.startswith("train.")}
+    assert raw.keys() == model.state_dict().keys()
+    assert any(not torch.equal(raw[k], v) for k, v in model.state_dict().items()
+               if v.is_floating_point())
+
+
+def test_ema_and_alternating_flips_refuse_bad_settings():
+    with pytest.raises(ConfigError, match="--ema 1.0: the decay"):
+        make_config("modern", "mnist-sample", ema=1.0)
+    with pytest.raises(ConfigError, match="--alternate-flips needs --flip"):
+        make_config("paper", "mnist-sample", alternate_flips=True)

@@ -60,6 +60,8 @@ class TrainConfig:
                    "class layer zero (bias 1): no dead start without batch norm", choices=INITS)
     drop_rate: float = _f(0.5, "dropout after the first two mlpconv blocks")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
+    ema: float = _f(0.0, "decay per step of a moving average of the weights, which is what is "
+                    "evaluated and saved as the run's weights (0: off; e.g. 0.999)")
     # ---- data
     preprocess: str = _f("gcn_zca", "input preprocessing, fitted on the training split",
                          choices=("scale", "standardize", "gcn_zca", "lcn"))
@@ -102,6 +104,11 @@ class TrainConfig:
         if self.crop_size is not None and side and not 8 <= self.crop_size <= side:
             raise ConfigError(f"--crop-size {self.crop_size}: {self.dataset} images are "
                               f"{side}x{side}; use a side from 8 to {side}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"--ema {self.ema}: the decay of the average lies in [0, 1) "
+                              "(0: off; 0.999 averages over about 1,000 steps)")
+        if self.alternate_flips and not self.flip:
+            raise ConfigError("--alternate-flips needs --flip")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

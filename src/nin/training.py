@@ -13,6 +13,7 @@ uninterrupted one (on the CPU). SIGTERM writes a checkpoint and stops with exit 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import json
 import math
@@ -125,6 +126,18 @@ def train_step(net, opt, x, y, amp, label_smoothing: float = 0.0):
     return loss.detach(), logits.detach()
 
 
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int):
+    """ema <- d * ema + (1 - d) * model, batch-norm statistics too; d ramps up to decay as
+    (1 + step) / (10 + step), so that a short run does not average in its first weights."""
+    d = min(decay, (1 + step) / (10 + step))
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.is_floating_point():
+            e.lerp_(m, 1 - d)
+        else:
+            e.copy_(m)
+
+
 def compile_or_eager(net, log, mode: str = "default"):
     """torch.compile the network; if compiling fails (no compiler, unsupported backend), the
     first call falls back to eager mode with a message instead of failing the run."""
@@ -193,6 +206,12 @@ class Run:
     last_epoch_rate: float = 0.0   # images/s of the epoch (the part this process trained)
     precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
     dropout: str = "torch"         # the masks drawn: torch's, or "bits" (device.dropout_masks)
+    ema: nn.Module | None = None   # the weights' moving average (cfg.ema), or None
+
+    @property
+    def scored(self) -> nn.Module:
+        """The network that is evaluated and saved as the run's weights."""
+        return self.model if self.ema is None else self.ema
 
     @property
     def main(self) -> bool:
@@ -257,7 +276,9 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
     if cfg.compile:
         net = compile_or_eager(net, log, cfg.compile_mode)
     precision = resolve_precision(device, cfg.amp)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema else None
     return Run(cfg=cfg, rank=rank, world=world, device=device, model=model, net=net, pre=pre,
+               ema=ema,
                opt=opt, sched=sched, train_ds=train_ds, test_ds=test_ds,
                data_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
                model_kwargs=model_kwargs, log=log, precision=precision,
@@ -280,11 +301,13 @@ def restore(run: Run, resume: bool) -> bool:
             start_from_weights(run)
         else:
             run.pre.fit(run.train_ds.images)
+        if run.ema is not None:  # the average starts at the starting weights
+            run.ema.load_state_dict(run.model.state_dict())
         run.dropout = dropout_masks(run.device, run.precision)
         return False
     check_resumable(meta["config"], run.cfg, last)
     _keep_precision(run, meta, last)
-    _, saved_pre = ckpt.load_weights(last, meta, model=run.model, map_location=run.device)
+    _, saved_pre = ckpt.load_weights(last, meta, model=run.scored, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
     load_run_state(run, meta, ckpt.load_state(last, meta), last)
     if run.main:
@@ -334,7 +357,7 @@ def start_from_weights(run: Run):
 # load_run_state, nowhere else (the weights and preprocessing: checkpoint.save_checkpoint).
 # STATE_VERSION goes up when these keys change; checkpoints without it are version 1 (the same
 # keys, from before the pair existed) and resume as they always did.
-STATE_VERSION = 3  # 3: "dropout", the mask a run draws (models.Dropout)
+STATE_VERSION = 4  # 3: "dropout", the mask a run draws (models.Dropout); 4: "ema"
 
 
 def rank_state(run: Run) -> tuple[dict, int]:
@@ -358,7 +381,9 @@ def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
                 schedule=run.sched.state(), history=s.history, wall_s=s.wall_s,
                 seen_in_epoch=[seen for _, seen in ranks], dead_streak=int(s.dead_streak),
                 optimizer=opt_plain, precision=run.precision,
-                dropout=run.dropout)
+                dropout=run.dropout, ema=run.ema is not None)
+    if run.ema is not None:  # the checkpoint's weights are the average: training's go here
+        tensors.update({f"train.{k}": v for k, v in run.model.state_dict().items()})
     return meta, tensors
 
 
@@ -370,6 +395,9 @@ def load_run_state(run: Run, meta: dict, tensors: dict, where):
                                    f"{version}, this one reads up to {STATE_VERSION}); upgrade nin")
     r, device = run.rank, run.device
     run.dropout = meta.get("dropout", "torch")  # before version 3: torch's masks
+    if run.ema is not None:
+        run.model.load_state_dict({k[len("train."):]: v for k, v in tensors.items()
+                                   if k.startswith("train.")})
     ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), device)
     torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
     if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
@@ -394,7 +422,7 @@ def save(run: Run, reason: str):
         state, tensors = run_state_dict(run, ranks)
         meta = dict(config=run.cfg.to_dict(), model_kwargs=run.model_kwargs,
                     classes=run.train_ds.classes, reason=reason, env=run.env, **state)
-        ckpt.save_checkpoint(run.out / "checkpoints", run.state.step, run.model, run.pre, meta,
+        ckpt.save_checkpoint(run.out / "checkpoints", run.state.step, run.scored, run.pre, meta,
                              tensors)
     dist.barrier()
 
@@ -417,6 +445,8 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
             for g in run.opt.param_groups:
                 g["lr"] = cfg.lr * run.sched.factor(s.step) * g["lr_mult"]
             loss, logits = train_step(run.net, run.opt, x, y, amp, cfg.label_smoothing)
+            if run.ema is not None:
+                update_ema(run.ema, run.model, cfg.ema, s.step)
             _accumulate(run, loss, logits, y)
             s.step += 1
             s.step_in_epoch += 1
@@ -525,7 +555,7 @@ def end_epoch(run: Run):
     msg = run.sched.end_epoch(train_acc)
     due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop
     if due:
-        run.last_eval = evaluate(run.model, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
+        run.last_eval = evaluate(run.scored, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
                                  precision=eval_precision(run.device, cfg.amp))
         record.update(test_loss=run.last_eval["loss"], test_error=run.last_eval["error"])
     s.history.append(record)
@@ -565,7 +595,7 @@ def stop_early(run: Run) -> RunResult:
 def finish(run: Run) -> RunResult:
     """The result of a finished run, written to OUT/result.json."""
     cfg, s = run.cfg, run.state
-    ev = run.last_eval or evaluate(run.model, run.pre, run.test_ds, batch_size=512,
+    ev = run.last_eval or evaluate(run.scored, run.pre, run.test_ds, batch_size=512,
                                    tta=cfg.tta, precision=eval_precision(run.device, cfg.amp))
     # (evaluating here: a run resumed at its very end)
     result = RunResult(config=cfg.to_dict(), finished=True, steps=s.step, history=s.history,
