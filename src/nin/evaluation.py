@@ -1,4 +1,5 @@
-"""Evaluation (error, per-class accuracy, confusion matrix, flip and shift TTA) and prediction on images."""
+"""Evaluation (error, per-class accuracy, confusion matrix, flip and shift TTA) and prediction
+on images."""
 from __future__ import annotations
 
 import numpy as np

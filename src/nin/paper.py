@@ -1,11 +1,11 @@
 """What the paper fixes: the datasets (classes, image shape, splits) and its test errors; the inits.
 Plain data, no torch: the CLI reads it to build its help in a fraction of a second."""
 
-# name: classes, channels, image side, the splits nin can load (val / train-val: the last
-# 10,000 training images, the paper's validation set; SVHN's are the paper's 6,000 images).
 # Weight inits: the paper's Gaussian and two of ours (nin.models.NIN.reset_parameters).
 INITS = ("paper", "kaiming", "kaiming_zero")
 
+# name: classes, channels, image side, the splits nin can load (val / train-val: the last
+# 10,000 training images, the paper's validation set; SVHN's are the paper's 6,000 images).
 DATASETS = {
     "cifar10": dict(classes=10, in_chans=3, size=32, splits=("train", "test", "val", "train-val")),
     "cifar100": dict(classes=100, in_chans=3, size=32,

@@ -478,7 +478,7 @@ def _next_batch(run: Run, perm):
     idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size][local]
     size = cfg.crop_size if run.state.epoch < cfg.crop_epochs else None
     flips = None
-    if cfg.flip and cfg.alternate_flips:  # each image's start, mirrored in every odd epoch
+    if cfg.alternate_flips:  # (config: only with --flip) each image's start, mirrored in odd epochs
         flips = alternating_flips(len(run.train_ds), cfg.seed, run.device)[idx] ^ \
             bool(run.state.epoch % 2)
     x = augment(run.pre(run.train_ds.images[idx]), cfg.translate, cfg.flip, run.data_gen,
