@@ -166,3 +166,25 @@ def test_shifts_command_curves_and_map_rows(run, tmp_path, capsys):
     assert all(c["by_direction"][d][0] == c["error"][0] for d in c["by_direction"])
     assert c["error"][2] != c["error"][0] or c["error"][1] != c["error"][0]  # shifts matter
     assert (tmp_path / "s/shifts.png").exists() and (tmp_path / "s/shift_maps.png").exists()
+
+
+def test_shifts_command_keeps_what_it_measured(run, tmp_path, monkeypatch, capsys):
+    """A second call with the same weights, images and shifts measures nothing again; another
+    range of shifts is measured afresh; a file that is not its JSON is named, not overwritten."""
+    import nin.evaluation
+    args = ["shifts", str(run), "--max-shift", "1", "--subset", "50", "--out", str(tmp_path)]
+    assert main(args) == 0
+    first = json.loads((tmp_path / "shifts.json").read_text())[run.name]
+    assert first["model"] and first["weights"]
+
+    def fail(*a, **k):
+        raise AssertionError("measured again")
+    monkeypatch.setattr(nin.evaluation, "shift_errors", fail)
+    assert main(args) == 0
+    assert json.loads((tmp_path / "shifts.json").read_text())[run.name] == first
+    with pytest.raises(AssertionError, match="measured again"):
+        main(args[:3] + ["2"] + args[4:])
+    (tmp_path / "shifts.json").write_text("{")
+    assert main(args) == 2
+    assert "shifts.json: not the JSON" in capsys.readouterr().err
+    assert (tmp_path / "shifts.json").read_text() == "{"

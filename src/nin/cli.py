@@ -335,33 +335,57 @@ def cmd_maps(args):
 
 
 def cmd_shifts(args):
-    """Error against shift for each network, one figure; optionally one image's maps."""
+    """Error against shift for each network, one figure; optionally one image's maps. Curves
+    already in OUT/shifts.json for the same weights, images and shifts are kept, not measured
+    again, and the file is rewritten after each network: a cut-off run loses at most one network."""
     import torch
 
     from .data import load_for_weights
     from .evaluation import _shifted, shift_errors
+    from .files import atomic_write
     from .hub import load_weights_arg
     from .visualization import draw_grid, plot_shifts
-    out, curves = Path(args.out), {}
+    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    curves = _read_curves(out / "shifts.json")
     for i, run in enumerate(args.runs):
         model, pre, meta = load_weights_arg("pretrained" if args.pretrained else run,
                                             run if args.pretrained else None)
+        key = meta["model"] if args.pretrained else Path(run).name
         ds = load_for_weights(meta, model, "test", root=args.data_dir)
         ds = ds.take(slice(0, args.subset)) if args.subset else ds
+        sha = meta.get("files", {}).get("weights", {}).get("sha256")
+        c = curves.get(key)
         with torch.no_grad():
-            c = curves[meta["model"] if args.pretrained else Path(run).name] = \
-                shift_errors(model, pre, ds, args.max_shift)
+            if not (c and (c.get("weights"), c["n"], c["shifts"][-1]) ==
+                    (sha, len(ds), args.max_shift)):
+                c = curves[key] = {"model": meta["model"], "weights": sha,
+                                   **shift_errors(model, pre, ds, args.max_shift)}
+                atomic_write(out / "shifts.json", json.dumps(curves, indent=1).encode())
             if i == 0 and args.index is not None:
                 one = ds.take(slice(args.index, args.index + 1))
                 rows = torch.cat([_shifted(one, s, 0).images for s in c["shifts"]])
                 draw_grid(model, pre, rows, [int(one.labels[0])] * len(rows), ds.classes,
                           out / "shift_maps.png")
         print(f"{run}: " + ", ".join(f"{s} px {e:.2f}%" for s, e in zip(c["shifts"], c["error"])))
-    from .files import atomic_write
-    atomic_write(out / "shifts.json", json.dumps(curves, indent=1).encode())
-    print(plot_shifts(curves, out / "shifts.png"))
+    print(plot_shifts({k: curves[k] for k in _keys(args)}, out / "shifts.png"))
     return 0
+
+
+def _keys(args) -> list[str]:
+    return list(dict.fromkeys(args.runs if args.pretrained else [Path(r).name
+                                                                 for r in args.runs]))
+
+
+def _read_curves(path: Path) -> dict:
+    """Curves an earlier `nin shifts` wrote to this folder (none if it wrote nothing)."""
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: not the JSON `nin shifts` writes ({e}); move it away or "
+                          "give another --out") from None
 
 
 def cmd_plot(args):

@@ -187,11 +187,14 @@ def plot_runs(runs, path) -> str:
 
 def plot_shifts(curves: dict, path) -> str:
     """Test error against the shift of the test images (paper §4.6), one line per network:
-    curves maps a name to evaluation.shift_errors' result."""
+    curves maps a run's name to evaluation.shift_errors' result, labelled by its "model" if
+    each network appears once."""
+    models = [c.get("model", name) for name, c in curves.items()]
+    labels = models if len(set(models)) == len(models) else list(curves)
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for i, (name, c) in enumerate(curves.items()):
+    for i, (label, c) in enumerate(zip(labels, curves.values())):
         ax.plot(c["shifts"], c["error"], marker="o", markersize=3, color=f"C{i % 10}",
-                label=name)
+                label=label)
     ax.set_xlabel("shift of the test images, pixels (mean of left, right, up, down; zero fill)")
     ax.set_ylabel("test error, %")
     ax.grid(alpha=0.3)
