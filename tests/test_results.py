@@ -67,3 +67,19 @@ def test_claim_lines_say_holds_reversed_or_inside_the_spread():
     assert lines[3].endswith("not run.") and lines[4].endswith("not run.")
     one = claim_lines({"nin_cifar10": row(12.0, 1, 0.0), "nin_cifar10_fc": row(13.0, 1, 0.0)})
     assert "+1.00 points (1 and 1 seed), no seed spread measured yet" in one[0]
+
+
+def test_a_cell_of_several_networks_names_each_and_the_missing_one(tmp_path):
+    """The augmented CIFAR-10 row's modern column holds nin_cifar10_bn and the paper's network:
+    each line is named by its network, and one not run says so."""
+    from nin.report import modern_cell
+    r = RunResult(config=dict(model="nin_cifar10_bn", dataset="cifar10", recipe="modern", seed=0,
+                              translate=4, flip=True, tta=False, epochs=45),
+                  finished=True, steps=1, history=[], final=dict(n=10000, error=8.5),
+                  env=dict(threads=2), wall_s=60.0)
+    rows = summarize([r])
+    both = modern_cell(rows, tmp_path, "cifar10", ("nin_cifar10_bn", "nin_cifar10"))
+    first, second = both.split("<br>")
+    assert first.startswith("nin_cifar10_bn: 8.50 (1 seed), no TTA") and \
+        second == "nin_cifar10: not run"
+    assert modern_cell(rows, tmp_path, "cifar10", "nin_cifar10_bn").startswith("8.50 (1 seed)")

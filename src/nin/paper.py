@@ -30,7 +30,7 @@ RESULT_ROWS = [
     ("CIFAR-10, no augmentation", "cifar10", False, PAPER_ERROR["cifar10"], "nin_cifar10", None,
      "10.36 (PyTorch port of the Caffe recipe)"),
     ("CIFAR-10, translation + flip", "cifar10", True, PAPER_ERROR["cifar10_aug"], "nin_cifar10",
-     "nin_cifar10_bn", "7.43 (pytorchcv nin_cifar10)"),
+     ("nin_cifar10_bn", "nin_cifar10"), "7.43 (pytorchcv nin_cifar10)"),
     ("CIFAR-100, no augmentation", "cifar100", False, PAPER_ERROR["cifar100"], "nin_cifar100",
      "nin_cifar100_bn", "28.39 (pytorchcv)"),
     ("SVHN", "svhn", False, PAPER_ERROR["svhn"], "nin_svhn", "nin_svhn_bn",

@@ -72,10 +72,21 @@ def headline(rows, dataset, model, recipe, aug, tta=None) -> dict | None:
     return max(hits, key=lambda r: (r["n"], max(r["epochs"]))) if hits else None
 
 
-def find(rows, dataset, model, recipe, aug) -> str | None:
+def find(rows, dataset, model, recipe, aug, label: str = "") -> str | None:
     """The cell of the headline runs: without TTA (the paper's protocol) first, then with it."""
     found = [headline(rows, dataset, model, recipe, aug, tta) for tta in (False, True)]
-    return "<br>".join(cell(r) for r in found if r) or None
+    return "<br>".join(label + cell(r) for r in found if r) or None
+
+
+def modern_cell(rows, root, dataset, models) -> str:
+    """The modern recipe's column: one network, or several, each line named by its network."""
+    models = (models,) if isinstance(models, str) else models
+    if len(models) == 1:
+        return find(rows, dataset, models[0], "modern", True) or \
+            unfinished(root, dataset, models[0], "modern") or MISSING
+    return "<br>".join(find(rows, dataset, m, "modern", True, f"{m}: ") or
+                       f"{m}: {unfinished(root, dataset, m, 'modern') or MISSING}"
+                       for m in models)
 
 
 def ablation_line(label: str, paper, row: dict | None) -> str:
@@ -168,7 +179,7 @@ def tables(results: list[RunResult], root: Path = Path(".")) -> str:
     for label, ds, aug, paper, pm, mm, best in RESULT_ROWS:
         ours_p = find(full, ds, pm, "paper", aug) or unfinished(root, ds, pm, "paper") or MISSING
         ours_m = "— (the modern recipe augments)" if mm is None else \
-            (find(full, ds, mm, "modern", True) or unfinished(root, ds, mm, "modern") or MISSING)
+            modern_cell(full, root, ds, mm)
         out.append(f"| {label} | {paper} | {ours_p} | {ours_m} | {best} |")
     out += ["", "Ablations on CIFAR-10 (no augmentation, GCN + ZCA, no batch norm), test error "
             "without TTA; training error of the last epoch as trained (dropout on):", "",
