@@ -83,3 +83,18 @@ def test_a_cell_of_several_networks_names_each_and_the_missing_one(tmp_path):
     assert first.startswith("nin_cifar10_bn: 8.50 (1 seed), no TTA") and \
         second == "nin_cifar10: not run"
     assert modern_cell(rows, tmp_path, "cifar10", "nin_cifar10_bn").startswith("8.50 (1 seed)")
+
+
+def test_the_translation_claim_compares_the_rise_of_error_with_shift():
+    """(d): the mean rise over shifts 1..N, GAP's against FC's; a pair not measured says so."""
+    from nin.report import shift_claim_lines
+    curve = lambda model, err: dict(model=model, shifts=[0, 1, 2], error=err)  # noqa: E731
+    lines = shift_claim_lines({"a": curve("nin_cifar10", [10.0, 11.0, 13.0]),
+                               "b": curve("nin_cifar10_fc", [12.0, 14.0, 18.0]),
+                               "c": curve("cnn_cifar10_gap", [20.0, 26.0, 30.0]),
+                               "d": curve("cnn_cifar10_fc", [20.0, 21.0, 23.0])})
+    assert "rises by 2.00 points on average with GAP and 4.00 with FC: GAP is the more robust " \
+           "by 2.00 points" in lines[0]
+    assert lines[1].endswith("not run.")
+    assert "rises by 8.00 points on average with GAP and 2.00 with FC: FC is the more robust " \
+           "by 6.00" in lines[2]

@@ -57,6 +57,12 @@ CLAIMS = [
     ("(c) dropout between the mlpconv blocks helps", "nin_cifar10", "nin_cifar10_nodropout",
      4.09),  # "about 14.5" against 10.41
 ]
+# Claim (d), stated without a figure (§4.6): GAP makes the network more robust to translations.
+# (the pair compared: the GAP network, the FC one); measured as the mean rise of test error over
+# shifts of 1-8 pixels (`nin shifts`, results/cpu/ablations_cifar10/shifts.json).
+SHIFT_CLAIMS = [("nin_cifar10", "nin_cifar10_fc"), ("nin_cifar10", "nin_cifar10_fc_dropout"),
+                ("cnn_cifar10_gap", "cnn_cifar10_fc"), ("cnn_cifar10_gap", "cnn_cifar10_fc_dropout")]
+SHIFTS_FILE = "results/cpu/ablations_cifar10/shifts.json"
 
 
 def num_classes(dataset: str) -> int | None:

@@ -5,12 +5,13 @@ mean ± std over seeds; shorter runs (subsets, samples) are listed apart.
 """
 from __future__ import annotations
 
+import json
 import statistics
 from pathlib import Path
 
 from .errors import ConfigError
 from .files import read_jsonl
-from .paper import ABLATION_ROWS, CLAIMS, RESULT_ROWS
+from .paper import ABLATION_ROWS, CLAIMS, RESULT_ROWS, SHIFT_CLAIMS, SHIFTS_FILE
 from .results import RunResult, collect
 from .sweep import fmt, summarize
 
@@ -124,10 +125,29 @@ def claim_lines(rows: dict) -> list[str]:
     return out
 
 
+def shift_claim_lines(curves: dict) -> list[str]:
+    """Claim (d), GAP is more robust to translations: for each GAP/FC pair, the mean rise of
+    test error over shifts of 1-8 pixels (curves: `nin shifts`' JSON; one seed each)."""
+    rise = {c["model"]: sum(e - c["error"][0] for e in c["error"][1:]) / (len(c["error"]) - 1)
+            for c in curves.values()}
+    top = {c["model"]: c["shifts"][-1] for c in curves.values()}
+    out = []
+    for gap, fc in SHIFT_CLAIMS:
+        head = f"- (d) GAP is more robust to translations ({gap} against {fc})"
+        if gap not in rise or fc not in rise:
+            out.append(f"{head}: {MISSING}.")
+            continue
+        d = rise[fc] - rise[gap]
+        out.append(f"{head}: shifted 1-{top[gap]} pixels, test error rises by {rise[gap]:.2f} "
+                   f"points on average with GAP and {rise[fc]:.2f} with FC: "
+                   f"{'GAP' if d > 0 else 'FC'} is the more robust by {abs(d):.2f} points "
+                   "(one seed each).")
+    return out
+
+
 def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     """A run committed unfinished (metrics and a resume/ checkpoint, no result.json), as what
     it reached: never extrapolated."""
-    import json
     for side in sorted(Path(root).glob("results/**/resume/step-*.json")):
         folder = side.parent.parent
         c = json.loads(side.read_text())["config"]
@@ -192,6 +212,8 @@ def tables(results: list[RunResult], root: Path = Path(".")) -> str:
             "our errors sit above its): positive means the paper's side is better. The spread "
             "is the seed std pooled over the networks run with two seeds, scaled to each "
             "difference.", ""] + claim_lines(ablations)
+    shifts = Path(root) / SHIFTS_FILE
+    out += shift_claim_lines(json.loads(shifts.read_text()) if shifts.is_file() else {})
     out += pilots_table(results, root)
     short = [r for r in results if not is_full(r) and r.finished  # not yours: folders
              and r.config["eval_split"] != "val" and r.config["dataset"] != "folder"]
@@ -222,7 +244,6 @@ BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 def bench_tables(root) -> str:
     """The benchmark figures in results/bench/*.json, as tables; a missing one says so."""
-    import json
     bench = Path(root) / "results" / "bench"
     out = []
     for dev in ("cuda", "cpu"):
@@ -269,7 +290,6 @@ def bench_tables(root) -> str:
 
 def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
     """The CPU time-to-accuracy rows (benchmarks/time_to_accuracy.py --from-runs)."""
-    import json
     if not f.is_file():
         return ["Time to the paper's error on the CPU: not measured yet.", ""]
     out = [f"Training time on the CPU until the first epoch at or below the paper's test error "
