@@ -170,12 +170,12 @@ def test_shifts_command_curves_and_map_rows(run, tmp_path, capsys):
 
 def test_shifts_command_keeps_what_it_measured(run, tmp_path, monkeypatch, capsys):
     """A second call with the same weights, images and shifts measures nothing again; another
-    range of shifts is measured afresh; a file that is not its JSON is named, not overwritten."""
+    range of shifts or precision is measured afresh; a file that is not its JSON is named, not overwritten."""
     import nin.evaluation
     args = ["shifts", str(run), "--max-shift", "1", "--subset", "50", "--out", str(tmp_path)]
     assert main(args) == 0
     first = json.loads((tmp_path / "shifts.json").read_text())[run.name]
-    assert first["model"] and first["weights"]
+    assert first["model"] and first["weights"] and first["precision"] == "fp32"
 
     def fail(*a, **k):
         raise AssertionError("measured again")
@@ -184,6 +184,8 @@ def test_shifts_command_keeps_what_it_measured(run, tmp_path, monkeypatch, capsy
     assert json.loads((tmp_path / "shifts.json").read_text())[run.name] == first
     with pytest.raises(AssertionError, match="measured again"):
         main(args[:3] + ["2"] + args[4:])
+    with pytest.raises(AssertionError, match="measured again"):
+        main(args + ["--precision", "bf16"])
     (tmp_path / "shifts.json").write_text("{")
     assert main(args) == 2
     assert "shifts.json: not the JSON" in capsys.readouterr().err

@@ -149,6 +149,9 @@ def _add_weights_parsers(sub):
     p.add_argument("--subset", type=int, help="only the first N test images")
     p.add_argument("--index", type=int, help="also draw this test image's class maps at each "
                                              "shift (the first network's)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16 scores about 3x faster on a CPU with native bf16 (33 passes over "
+                        "the test set per network)")
     p.add_argument("--out", default="shifts", help="folder for shifts.png, shifts.json")
     _add_data_dir(p)
 
@@ -357,10 +360,11 @@ def cmd_shifts(args):
         sha = meta.get("files", {}).get("weights", {}).get("sha256")
         c = curves.get(key)
         with torch.no_grad():
-            if not (c and (c.get("weights"), c["n"], c["shifts"][-1]) ==
-                    (sha, len(ds), args.max_shift)):
+            if not (c and (c.get("weights"), c["n"], c["shifts"][-1], c.get("precision")) ==
+                    (sha, len(ds), args.max_shift, args.precision)):
                 c = curves[key] = {"model": meta["model"], "weights": sha,
-                                   **shift_errors(model, pre, ds, args.max_shift)}
+                                   **shift_errors(model, pre, ds, args.max_shift,
+                                                  precision=args.precision)}
                 atomic_write(out / "shifts.json", json.dumps(curves, indent=1).encode())
             if i == 0 and args.index is not None:
                 one = ds.take(slice(args.index, args.index + 1))

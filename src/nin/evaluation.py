@@ -80,17 +80,18 @@ def shift_images(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 
 
 def shift_errors(model, pre, dataset, max_shift: int = 8, batch_size: int = 500,
-                 tta: bool = False) -> dict:
+                 tta: bool = False, precision: str = "fp32") -> dict:
     """Test error (%) of the images moved by 0..max_shift pixels in each of four directions
     (zero fill): per direction, and their mean at each shift."""
-    still = evaluate(model, pre, dataset, batch_size, tta)["error"]
-    by_dir = {name: [still] + [evaluate(model, pre, _shifted(dataset, ux * s, uy * s),
-                                        batch_size, tta)["error"]
+    def error(ds):
+        return evaluate(model, pre, ds, batch_size, tta, precision)["error"]
+    still = error(dataset)
+    by_dir = {name: [still] + [error(_shifted(dataset, ux * s, uy * s))
                                for s in range(1, max_shift + 1)]
               for name, (ux, uy) in DIRECTIONS.items()}
     mean = [float(np.mean([by_dir[d][s] for d in DIRECTIONS])) for s in range(max_shift + 1)]
     return dict(shifts=list(range(max_shift + 1)), error=mean, by_direction=by_dir, n=len(dataset),
-                tta=tta)
+                tta=tta, precision=precision)
 
 
 def _shifted(dataset, dx: int, dy: int):
