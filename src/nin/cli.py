@@ -370,7 +370,7 @@ def cmd_shifts(args):
                 one = ds.take(slice(args.index, args.index + 1))
                 rows = torch.cat([_shifted(one, s, 0).images for s in c["shifts"]])
                 draw_grid(model, pre, rows, [int(one.labels[0])] * len(rows), ds.classes,
-                          out / "shift_maps.png")
+                          out / "shift_maps.png", [f"{s} px right" for s in c["shifts"]])
         print(f"{run}: " + ", ".join(f"{s} px {e:.2f}%" for s, e in zip(c["shifts"], c["error"])))
     print(plot_shifts({k: curves[k] for k in _keys(args)}, out / "shifts.png"))
     return 0

@@ -122,9 +122,11 @@ def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None =
                 map_means=maps.mean((1, 2)).tolist())
 
 
-def draw_grid(model, pre, images: torch.Tensor, labels, classes, path) -> dict:
+def draw_grid(model, pre, images: torch.Tensor, labels, classes, path,
+              row_names=None) -> dict:
     """The paper's figure (§4.7): one row per test image, its input then all class maps, each
-    row on its own colour scale; the true class's column is framed."""
+    row on its own colour scale; the true class's column is framed. row_names: a line above
+    each row's true → predicted class (the shift, say)."""
     probs, maps = class_maps(model, pre, images)
     up = upsample(maps, images.shape[-1])
     n, k = len(images), len(classes)
@@ -133,7 +135,8 @@ def draw_grid(model, pre, images: torch.Tensor, labels, classes, path) -> dict:
     for i in range(n):
         _show(axes[i, 0], images[i])
         pred = int(probs[i].argmax())
-        axes[i, 0].set_ylabel(f"{classes[labels[i]]}\n→ {classes[pred]}", fontsize=7)
+        name = f"{row_names[i]}\n" if row_names else ""
+        axes[i, 0].set_ylabel(f"{name}{classes[labels[i]]}\n→ {classes[pred]}", fontsize=7)
         vmax = max(float(up[i].max()), 1e-12)
         for j in range(k):
             ax = axes[i, j + 1]
