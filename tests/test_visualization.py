@@ -170,7 +170,8 @@ def test_shifts_command_curves_and_map_rows(run, tmp_path, capsys):
 
 def test_shifts_command_keeps_what_it_measured(run, tmp_path, monkeypatch, capsys):
     """A second call with the same weights, images and shifts measures nothing again; another
-    range of shifts or precision is measured afresh; a file that is not its JSON is named, not overwritten."""
+    range of shifts or precision is measured afresh; a file that is not its JSON is named, not
+    overwritten."""
     import nin.evaluation
     args = ["shifts", str(run), "--max-shift", "1", "--subset", "50", "--out", str(tmp_path)]
     assert main(args) == 0
