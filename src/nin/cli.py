@@ -340,7 +340,8 @@ def cmd_maps(args):
 def cmd_shifts(args):
     """Error against shift for each network, one figure; optionally one image's maps. Curves
     already in OUT/shifts.json for the same weights, images and shifts are kept, not measured
-    again, and the file is rewritten after each network: a cut-off run loses at most one network."""
+    again, and the file is rewritten after each network: a cut-off run loses at most one
+    network."""
     import torch
 
     from .data import load_for_weights
@@ -350,11 +351,12 @@ def cmd_shifts(args):
     from .visualization import draw_grid, plot_shifts
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    curves = _read_curves(out / "shifts.json")
+    curves, keys = _read_curves(out / "shifts.json"), []
     for i, run in enumerate(args.runs):
         model, pre, meta = load_weights_arg("pretrained" if args.pretrained else run,
                                             run if args.pretrained else None)
         key = meta["model"] if args.pretrained else Path(run).name
+        keys.append(key)
         ds = load_for_weights(meta, model, "test", root=args.data_dir)
         ds = ds.take(slice(0, args.subset)) if args.subset else ds
         sha = meta.get("files", {}).get("weights", {}).get("sha256")
@@ -372,13 +374,8 @@ def cmd_shifts(args):
                 draw_grid(model, pre, rows, [int(one.labels[0])] * len(rows), ds.classes,
                           out / "shift_maps.png", [f"{s} px right" for s in c["shifts"]])
         print(f"{run}: " + ", ".join(f"{s} px {e:.2f}%" for s, e in zip(c["shifts"], c["error"])))
-    print(plot_shifts({k: curves[k] for k in _keys(args)}, out / "shifts.png"))
+    print(plot_shifts({k: curves[k] for k in keys}, out / "shifts.png"))
     return 0
-
-
-def _keys(args) -> list[str]:
-    return list(dict.fromkeys(args.runs if args.pretrained else [Path(r).name
-                                                                 for r in args.runs]))
 
 
 def _read_curves(path: Path) -> dict:

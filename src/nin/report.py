@@ -11,11 +11,12 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .files import read_jsonl
-from .paper import ABLATION_ROWS, CLAIMS, RESULT_ROWS, SHIFT_CLAIMS, SHIFTS_FILE
+from .paper import ABLATION_ROWS, CLAIMS, RESULT_ROWS, SHIFT_CLAIMS
 from .results import RunResult, collect
 from .sweep import fmt, summarize
 
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
+SHIFTS_FILE = "results/cpu/ablations_cifar10/shifts.json"  # `nin shifts` over the ablations
 MISSING = "not run"  # no result.json in results/ (why: the README says, beside the table)
 
 
@@ -82,11 +83,9 @@ def find(rows, dataset, model, recipe, aug, label: str = "") -> str | None:
 def modern_cell(rows, root, dataset, models) -> str:
     """The modern recipe's column: one network, or several, each line named by its network."""
     models = (models,) if isinstance(models, str) else models
-    if len(models) == 1:
-        return find(rows, dataset, models[0], "modern", True) or \
-            unfinished(root, dataset, models[0], "modern") or MISSING
-    return "<br>".join(find(rows, dataset, m, "modern", True, f"{m}: ") or
-                       f"{m}: {unfinished(root, dataset, m, 'modern') or MISSING}"
+    label = (lambda m: f"{m}: ") if len(models) > 1 else (lambda m: "")
+    return "<br>".join(find(rows, dataset, m, "modern", True, label(m)) or
+                       label(m) + (unfinished(root, dataset, m, "modern") or MISSING)
                        for m in models)
 
 
