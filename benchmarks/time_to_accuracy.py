@@ -21,7 +21,7 @@ import torch
 
 from common import environment, table, write
 
-from nin.config import resolve
+from nin.config import make_config, resolve
 from nin.results import RunResult
 from nin.training import train
 
@@ -60,8 +60,9 @@ def published(dataset: str, epoch_s: float | None) -> list:
 
 
 def from_runs(folders) -> list:
-    """One row per dataset, model, recipe and schedule length among the finished runs in
-    `folders` (test-set runs only): a short schedule is its own row, not a seed of a long one."""
+    """One row per dataset, model, recipe, schedule length, precision, TTA, dropout masks and
+    bias rate among the finished runs in `folders` (test-set runs only): a short schedule is its
+    own row, not a seed of a long one."""
     groups = {}
     for folder in folders:
         f = Path(folder) / "result.json"
@@ -72,12 +73,15 @@ def from_runs(folders) -> list:
         if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
             continue
         crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
-        # dropout masks: results from before the field was recorded used torch's
+        # dropout masks: results from before the field was recorded used torch's; a bias rate
+        # off the recipe's default is another recipe (None: the default)
+        mult = c.get("bias_lr_mult")
+        mult = None if mult == make_config(c["recipe"], c["dataset"]).bias_lr_mult else mult
         key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, r.precision, c["tta"],
-               r.dropout or "torch")
+               r.dropout or "torch", mult)
         groups.setdefault(key, []).append(r)
     rows = []
-    for (dataset, model, recipe, epochs, crop, prec, tta, dropout), runs in sorted(
+    for (dataset, model, recipe, epochs, crop, prec, tta, dropout, mult), runs in sorted(
             groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
         target = TARGETS[dataset]
         per_seed = []
@@ -88,7 +92,7 @@ def from_runs(folders) -> list:
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)
         rows.append(dict(dataset=dataset, model=model, recipe=recipe, crops=crop, precision=prec,
-                         tta=tta, dropout=dropout, target_error=target,
+                         tta=tta, dropout=dropout, bias_lr_mult=mult, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
                          threads=sorted({r.env["threads"] for r in runs}),

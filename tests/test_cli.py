@@ -345,6 +345,14 @@ def test_time_to_accuracy_rows_from_runs(tmp_path):
     assert (row["dataset"], row["seconds"], row["per_seed"][0]["epoch"]) == ("cifar10", 380, 3)
     assert row["full_size_epoch_s"] == 190  # the median of epochs 3 and 4, not the crops
     assert [(p["epochs"], p["hours"]) for p in row["published"]][-1] == (307, 16.2)
+    assert row["bias_lr_mult"] is None  # the recipe's default
+    # a bias rate off the recipe's default is a recipe of its own: its own row
+    (tmp_path / "bias8").mkdir()
+    (tmp_path / "bias8" / "result.json").write_text(json.dumps(dict(
+        config=dict(cfg, bias_lr_mult=8.0, seed=1), history=history, final=dict(error=8.5),
+        env=dict(threads=2))))
+    rows = tta.from_runs([tmp_path / "run", tmp_path / "bias8"])
+    assert sorted((r["bias_lr_mult"] or 1, r["seeds"]) for r in rows) == [(1, [0]), (8.0, [1])]
 
 
 def test_an_unfinished_run_shows_what_it_reached(tmp_path):

@@ -300,6 +300,8 @@ def _time_to_accuracy_cpu(f: Path, root) -> list[str]:
         reached = ", ".join("—" if p["epoch"] is None else str(p["epoch"]) for p in r["per_seed"])
         t = "not reached" if r["seconds"] is None else f"{r['seconds'] / 60:.1f} min"
         sched = f"{r['epochs']} epochs" + (f", {r['crops']} crops" if r.get("crops") else "")
+        if r.get("bias_lr_mult"):  # set only where it is not the recipe's default
+            sched += f", biases at {r['bias_lr_mult']:g}x lr"
         out.append(f"| {r['dataset']} | {r['model']} | {r['recipe']} | {sched} | "
                    f"{r.get('precision', 'fp32')}{_masks(r.get('dropout'))} | "
                    f"{'flip' if r.get('tta') else 'no'} | "
