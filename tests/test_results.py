@@ -63,8 +63,9 @@ def test_claim_lines_say_holds_reversed_or_inside_the_spread():
                          "cnn_cifar10_gap": row(20.0, 1, 0.0), "cnn_cifar10_fc": row(19.0, 1, 0.0)})
     assert "ours by +1.00 ± 0.20 points (2 and 2 seeds), holds" in lines[0]
     assert "+0.10 ± 0.20" in lines[1] and "inside the spread" in lines[1]
-    assert "-1.00 ± 0.28" in lines[2] and "reversed" in lines[2]  # 0.2 * sqrt(1 + 1)
-    assert lines[3].endswith("not run.") and lines[4].endswith("not run.")
+    assert "+8.00 ± 0.24 points (2 and 1 seed), holds" in lines[2]  # 0.2 * sqrt(1/2 + 1)
+    assert "-1.00 ± 0.28" in lines[3] and "reversed" in lines[3]  # 0.2 * sqrt(1 + 1)
+    assert lines[4].endswith("not run.") and lines[5].endswith("not run.")
     one = claim_lines({"nin_cifar10": row(12.0, 1, 0.0), "nin_cifar10_fc": row(13.0, 1, 0.0)})
     assert "+1.00 points (1 and 1 seed), no seed spread measured yet" in one[0]
 
