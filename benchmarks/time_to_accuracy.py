@@ -95,7 +95,7 @@ def from_runs(folders) -> list:
                          tta=tta, dropout=dropout, bias_lr_mult=mult, target_error=target,
                          seconds=statistics.median(times) if None not in times else None,
                          seeds=sorted(p["seed"] for p in per_seed),
-                         threads=sorted({r.env["threads"] for r in runs}),
+                         threads=sorted({t for r in runs for t in r.threads}),
                          epochs=epochs, full_size_epoch_s=epoch_s,
                          published=published(dataset, epoch_s), per_seed=per_seed))
     return rows

@@ -5,10 +5,10 @@ from nin.results import RunResult, collect
 from nin.sweep import summarize
 
 
-def _result(seed, error, **kw):
+def _result(seed, error, history=(), **kw):
     return RunResult(config=dict(model="nin_mnist_bn", dataset="mnist", recipe="modern",
                                  seed=seed, out=f"runs/s{seed}", translate=2, flip=False,
-                                 tta=False), finished=True, steps=10, history=[],
+                                 tta=False), finished=True, steps=10, history=list(history),
                      final=dict(n=100, error=error), env=dict(threads=2), wall_s=60.0, **kw)
 
 
@@ -37,6 +37,19 @@ def test_seeds_are_grouped_from_the_result_rows(tmp_path):
     assert [r.row()["seed"] for r in found] == [0, 1]
     [row] = summarize(found)
     assert (row["n"], row["mean"], row["seeds"], row["precision"]) == (2, 1.5, [0, 1], "bf16")
+
+
+def test_threads_are_those_of_every_piece_of_a_resumed_run():
+    """Epochs record their threads: a run resumed on 1 thread after 2 says both; epochs from
+    before that was recorded count as the last piece's (env), as they did."""
+    pieces = _result(0, 1.0, history=[dict(epoch=1, threads=2), dict(epoch=2, threads=1)])
+    assert pieces.row()["threads"] == [1, 2]
+    older = _result(1, 2.0, history=[dict(epoch=1), dict(epoch=2, threads=1)])
+    assert older.threads == [1, 2] and _result(2, 3.0).threads == [2]
+    [row] = summarize([pieces, older])
+    assert row["threads"] == [1, 2]
+    from nin.report import cell
+    assert "(1/2 threads)" in cell(dict(row, wall_s=[60.0], epochs=[2]))
 
 
 def test_an_ablation_line_shows_test_and_training_error_and_parameters():

@@ -78,6 +78,7 @@ def test_result_json_and_log(tmp_path):
     assert saved["config"]["recipe"] == "paper" and saved["config"]["lr"] == 0.1
     assert saved["env"]["torch"] == torch.__version__ and saved["params"] == 349_674
     assert len(saved["history"]) == 1 and "test_error" in saved["history"][0]
+    assert saved["history"][0]["threads"] == torch.get_num_threads()  # each epoch's own
 
 
 def test_dead_start_is_detected(tmp_path, monkeypatch):

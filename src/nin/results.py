@@ -85,6 +85,15 @@ class RunResult:
         last = next((h for h in reversed(self.history) if "train_acc" in h), None)
         return None if last is None else round(100 * (1 - last["train_acc"]), 2)
 
+    @property
+    def threads(self) -> list[int]:
+        """The CPU threads its epochs ran on: recorded per epoch, since a run resumed in pieces
+        may change them; epochs from before that was recorded count as its last piece's."""
+        used = {h["threads"] for h in self.history if "threads" in h}
+        if not used or any("threads" not in h for h in self.history if "epoch" in h):
+            used.add(self.env.get("threads"))
+        return sorted(t for t in used if t is not None)
+
     def row(self) -> dict:
         """The row of a results table: what the run was, and what it scored."""
         c = self.config
@@ -93,7 +102,7 @@ class RunResult:
                     tta=c.get("tta", False), seed=c["seed"], precision=self.precision,
                     error=self.error, train_error=self.train_error, n=self.final["n"],
                     epochs=self.epochs_run, wall_s=self.wall_s, params=self.params,
-                    threads=self.env.get("threads"))
+                    threads=self.threads)
 
 
 def collect(folder) -> list[RunResult]:

@@ -107,7 +107,7 @@ def summarize(results: list[RunResult]) -> list[dict]:
                      "errors": errs, "train_errors": [e["train_error"] for e in each],
                      "wall_s": [e["wall_s"] for e in each],
                      "epochs": [e["epochs"] for e in each], "config": runs[0].config,
-                     "threads": sorted({e["threads"] for e in each})})
+                     "threads": sorted({t for e in each for t in e["threads"]})})
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))
 
 

@@ -551,7 +551,8 @@ def end_epoch(run: Run):
     s.step_in_epoch = 0
     record = dict(epoch=s.epoch, step=s.step, lr=cfg.lr * run.sched.factor(s.step - 1),
                   train_loss=train_loss, train_acc=train_acc, time_s=s.wall_s - _wall_before(s),
-                  images_per_s=run.last_epoch_rate, precision=run.precision)
+                  images_per_s=run.last_epoch_rate, precision=run.precision,
+                  threads=torch.get_num_threads())  # per epoch: a resumed run may change it
     msg = run.sched.end_epoch(train_acc)
     due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop
     if due:
