@@ -323,6 +323,13 @@ def test_table_cell_shows_the_headline_runs_not_a_short_one():
     got = find(rows + [tta], "mnist", "nin_mnist_bn", "modern", True).split("<br>")
     assert [g.split(";")[0] for g in got] == ["0.28 ± 0.00 (n=3), no TTA",
                                               "0.25 (1 seed), flip TTA"]
+    # a second recipe with as many seeds and epochs is shown beside it, its change named
+    biased = make_config("modern", "mnist", bias_lr_mult=8.0).to_dict()
+    tie = dict(common, mean=0.30, n=3, epochs=[12] * 3, config=biased)
+    got = find(rows + [tie], "mnist", "nin_mnist_bn", "modern", True).split("<br>")
+    assert [g.split(";")[0] for g in got] == ["0.28 ± 0.00 (n=3), no TTA",
+                                              "0.30 ± 0.00 (n=3), no TTA"]
+    assert got[1].endswith("changed from the recipe: bias_lr_mult 8.0")
 
 
 def test_time_to_accuracy_rows_from_runs(tmp_path):

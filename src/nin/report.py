@@ -38,7 +38,8 @@ def augmented(row) -> bool:
 # Training settings a table cell names when a run changed them from its recipe's defaults.
 RECIPE_FIELDS = ("init", "lr", "batch_size", "schedule", "milestones", "epochs", "weight_decay",
                  "drop_rate", "label_smoothing", "translate", "flip", "preprocess", "momentum",
-                 "warmup_epochs", "crop_size", "crop_epochs")
+                 "warmup_epochs", "crop_size", "crop_epochs", "bias_lr_mult", "ema",
+                 "alternate_flips")
 
 
 def changes(config: dict) -> list[str]:
@@ -66,18 +67,24 @@ def cell(row: dict) -> str:
             + (f"; changed from the recipe: {', '.join(changed)}" if changed else ""))
 
 
-def headline(rows, dataset, model, recipe, aug, tta=None) -> dict | None:
-    """The headline runs' summary row: the most seeds, then the longest schedule (a short
-    time-to-accuracy run is not the result)."""
+def headlines(rows, dataset, model, recipe, aug, tta=None) -> list[dict]:
+    """The headline runs' summary rows: the most seeds, then the longest schedule (a short
+    time-to-accuracy run is not the result); recipes tied on both are each shown."""
     hits = [r for r in rows if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe)
             and augmented(r) == aug and (tta is None or bool(r.get("tta")) == tta)]
-    return max(hits, key=lambda r: (r["n"], max(r["epochs"]))) if hits else None
+    rank = lambda r: (r["n"], max(r["epochs"]))  # noqa: E731
+    return [r for r in hits if rank(r) == max(map(rank, hits))]
+
+
+def headline(rows, dataset, model, recipe, aug, tta=None) -> dict | None:
+    found = headlines(rows, dataset, model, recipe, aug, tta)
+    return found[0] if found else None
 
 
 def find(rows, dataset, model, recipe, aug, label: str = "") -> str | None:
-    """The cell of the headline runs: without TTA (the paper's protocol) first, then with it."""
-    found = [headline(rows, dataset, model, recipe, aug, tta) for tta in (False, True)]
-    return "<br>".join(label + cell(r) for r in found if r) or None
+    """The cells of the headline runs: without TTA (the paper's protocol) first, then with it."""
+    found = [r for tta in (False, True) for r in headlines(rows, dataset, model, recipe, aug, tta)]
+    return "<br>".join(label + cell(r) for r in found) or None
 
 
 def modern_cell(rows, root, dataset, models) -> str:
