@@ -72,8 +72,9 @@ def headlines(rows, dataset, model, recipe, aug, tta=None) -> list[dict]:
     time-to-accuracy run is not the result); recipes tied on both are each shown."""
     hits = [r for r in rows if (r["dataset"], r["model"], r["recipe"]) == (dataset, model, recipe)
             and augmented(r) == aug and (tta is None or bool(r.get("tta")) == tta)]
-    rank = lambda r: (r["n"], max(r["epochs"]))  # noqa: E731
-    return [r for r in hits if rank(r) == max(map(rank, hits))]
+    rank = [(r["n"], max(r["epochs"])) for r in hits]
+    best = max(rank, default=None)
+    return [r for r, k in zip(hits, rank) if k == best]
 
 
 def headline(rows, dataset, model, recipe, aug, tta=None) -> dict | None:

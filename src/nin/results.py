@@ -90,7 +90,7 @@ class RunResult:
         """The CPU threads its epochs ran on: recorded per epoch, since a run resumed in pieces
         may change them; epochs from before that was recorded count as its last piece's."""
         used = {h["threads"] for h in self.history if "threads" in h}
-        if not used or any("threads" not in h for h in self.history if "epoch" in h):
+        if not used or any("threads" not in h for h in self.history):
             used.add(self.env.get("threads"))
         return sorted(t for t in used if t is not None)
 
