@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: the matmul peak measured in the same run, timing, output.
 Benchmarks print a table and write JSON into results/bench/; they are not tests."""
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
-OUT = ROOT / "results" / "bench"
+OUT = Path(os.environ.get("NIN_BENCH_OUT") or ROOT / "results" / "bench")  # scripts redirect it
 
 from nin.device import environment  # noqa: E402,F401 - one home for the run facts
 from nin.files import atomic_write  # noqa: E402
@@ -43,7 +44,7 @@ def matmul_peak(device, dtype=None, n=None, seconds=2.0) -> float:
 def write(name: str, record: dict) -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path = atomic_write(OUT / f"{name}.json", json.dumps(record, indent=1).encode())
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 
 

@@ -30,47 +30,72 @@ def _fixture_cfg(out, **kw):
     return make_config("modern", "mnist-sample", **{**base, **kw})
 
 
-@pytest.fixture
-def one_thread():
-    """The fixture run was written with one thread; oneDNN's sums depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _restored(folder):
+    """A run built from the fixture's config and restored from its checkpoint, not stepped."""
+    from nin.training import build_run, restore
+    run = build_run(_fixture_cfg(folder), log=lambda *_: None, ddp=False)
+    assert restore(run, resume=True)
+    return run
 
 
-def test_checkpoint_written_by_main_028d0ab_resumes_to_the_same_weights(tmp_path, one_thread):
-    """The fixture is a run stopped at step 11 (inside epoch 2) by the code before the
-    training loop was restructured; resumed by this code it ends where an uninterrupted run
-    of this code ends: the RNG states, momentum, running sums and metadata all carried over."""
-    shutil.copytree(FIXTURE, tmp_path / "old")
-    meta = json.loads((tmp_path / "old/checkpoints/step-00000011.json").read_text())
-    assert "arch" not in meta and "optimizer" not in meta  # really the old format
+def _resumes_losslessly(tmp_path, fixture):
+    """What an old checkpoint must carry, checked value for value against its files (no float
+    arithmetic, so on any processor): weights, momentum, both RNG states, the epoch's running
+    sums, the counters and the history. Then the continuation: resumed from the old files, the
+    run ends bit for bit where it ends when resumed from the same state written by this code's
+    format (computed here, so the same kernels on both sides), finished at step 16."""
+    from safetensors.torch import load_file
+    from nin.training import save
+    shutil.copytree(fixture, tmp_path / "old")
+    side = tmp_path / "old/checkpoints/step-00000011.json"
+    meta = json.loads(side.read_text())
+    state = load_file(str(side.with_suffix(".state.safetensors")))
+    weights = load_file(str(side.with_suffix(".safetensors")))
+    run = _restored(tmp_path / "old")
+    s = run.state
+    assert (s.step, s.epoch, s.step_in_epoch, s.seen) == (11, 1, 3, 96)
+    assert s.history == meta["history"] and run.precision == "fp32" and run.dropout == "torch"
+    assert torch.equal(torch.get_rng_state(), state["rng.cpu.0"])
+    assert torch.equal(run.data_gen.get_state(), state["rng.data"])
+    assert s.loss_sum.item() == state["run.loss_sum.0"].item() > 0
+    assert s.correct.item() == state["run.correct.0"].item()
+    momentum = ckpt.optimizer_state(run.opt)[0]
+    assert len(momentum) == sum(k.endswith("momentum_buffer") for k in state) > 0
+    assert all(torch.equal(v, state[k]) for k, v in momentum.items())
+    assert all(torch.equal(v, weights[f"model.{k}"]) for k, v in run.model.state_dict().items())
+    # the same state, written in this code's format, is the reference continuation
+    shutil.copytree(fixture, tmp_path / "new")
+    shutil.rmtree(tmp_path / "new/checkpoints")
+    run.cfg.out = str(tmp_path / "new")
+    (tmp_path / "new/checkpoints").mkdir()
+    save(run, "rewritten by the test")
     cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)  # keeps its fp32
-    full = train(_fixture_cfg(tmp_path / "new", amp=False), **QUIET)
-    assert cut.precision == "fp32"
+    ref = train(_fixture_cfg(tmp_path / "new"), resume=True, **QUIET)
+    assert cut.finished and cut.steps == 16 and cut.precision == "fp32"
     a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
     b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert cut.final["error"] == full.final["error"] and cut.steps == 16
-    assert [h["train_acc"] for h in cut.history] == [h["train_acc"] for h in full.history]
+    assert cut.final["error"] == ref.final["error"]
+    assert [h["train_acc"] for h in cut.history] == [h["train_acc"] for h in ref.history]
+    assert cut.history[0] == meta["history"][0]  # epoch 1 came from the old run
+    return json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
 
 
-def test_checkpoint_written_by_main_7880bef_resumes_to_the_same_weights(tmp_path, one_thread):
-    """The fixture is the same run stopped at step 11 by main at 7880bef (2026-12-03), before
-    the run state had a format version and before bf16 on the CPU: it resumes in fp32 and ends
-    where an uninterrupted fp32 run of this code ends."""
-    shutil.copytree(FIXTURE_7880BEF, tmp_path / "old")
-    meta = json.loads((tmp_path / "old/checkpoints/step-00000011.json").read_text())
+def test_checkpoint_written_by_main_028d0ab_resumes_losslessly(tmp_path):
+    """The fixture is a run stopped at step 11 (inside epoch 2) by the code before the
+    training loop was restructured. (Its 11 steps were computed on an AVX-512 machine: an
+    uninterrupted run elsewhere takes other kernels, so it is not the reference.)"""
+    meta = json.loads((FIXTURE / "checkpoints/step-00000011.json").read_text())
+    assert "arch" not in meta and "optimizer" not in meta  # really the old format
+    _resumes_losslessly(tmp_path, FIXTURE)
+
+
+def test_checkpoint_written_by_main_7880bef_resumes_losslessly(tmp_path):
+    """The same run stopped at step 11 by main at 7880bef (2026-12-03), before the run state
+    had a format version and before bf16 on the CPU: it resumes in fp32."""
+    meta = json.loads((FIXTURE_7880BEF / "checkpoints/step-00000011.json").read_text())
     assert "state_version" not in meta and "precision" not in meta  # really the old format
-    cut = train(_fixture_cfg(tmp_path / "old"), resume=True, **QUIET)
-    full = train(_fixture_cfg(tmp_path / "new", amp=False), **QUIET)
-    a = ckpt.load_checkpoint(tmp_path / "new")[0].state_dict()
-    b = ckpt.load_checkpoint(tmp_path / "old")[0].state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    assert cut.final["error"] == full.final["error"] and cut.precision == "fp32"
-    new_meta = json.loads(ckpt.latest_checkpoint(tmp_path / "old").read_text())
-    assert new_meta["state_version"] == 4
+    assert _resumes_losslessly(tmp_path, FIXTURE_7880BEF)["state_version"] == 4
 
 
 def test_a_checkpoint_from_a_newer_nin_is_refused(tmp_path):

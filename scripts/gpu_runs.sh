@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# The lent GPU's work, prepared so that a session spends its few device minutes training, not
+# debugging. Run from the project root on the GPU machine after ../shared/gpu/README.md's three
+# staging commands (the data at $NIN_DATA_DIR), as the tail of the third:
+#
+#   bash scripts/gpu_runs.sh auto SECONDS [CONFIG_GLOB]
+#
+# In SECONDS from its start it: (a) runs a 50-step CUDA smoke run and the training-throughput
+# benchmark (bf16, channels-last, one process, then two at once); (b) picks the largest sweep
+# of CONFIG_GLOB (default configs/gpu/next_*.json: what the next lent GPU should run) that fits
+# the time left at the measured speed of two processes at batch 64; (c) runs its points two at
+# a time on the one GPU (`nin sweep` ranks 0 and 1), each stopped with a resumable checkpoint
+# if the time runs out; (d) packs the run folders (metrics, result.json, the last checkpoint: weights only once
+# finished) and the benchmark JSON into $OUT/runs.tgz.part* (at most 8 files of 16 MiB come
+# back), with probe.log and rank{0,1}.log beside them. Unpack with: cat runs.tgz.part* | tar xz
+#
+# Runs and benchmark files go under $NIN_GPU_RUNS_WORK (default: the project root, runs/ and
+# runs/bench/). tests/test_gpu_runs.py runs it all at toy size on the CPU (NIN_GPU_RUNS_TOY=1).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+export PYTHONPATH=$root/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/nin-gpu-out}
+WORK=${NIN_GPU_RUNS_WORK:-$root}
+export NIN_BENCH_OUT=$WORK/runs/bench
+mkdir -p "$OUT" "$NIN_BENCH_OUT"
+t0=$(date +%s)
+log() { echo "[gpu_runs $(( $(date +%s) - t0 ))s] $*"; }
+
+toy=${NIN_GPU_RUNS_TOY:-0}
+if [ "$toy" = 1 ]; then dev=cpu; steps=4; smoke=3; else dev=cuda; steps=300; smoke=50; fi
+
+probe() {  # smoke run, then images/s of one process and of two at once
+  nvidia-smi -L 2>/dev/null || true
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+  python -m nin train --model nin_cifar10 --init kaiming_zero --recipe modern --device $dev \
+    --max-steps $smoke --eval-subset 500 --out "$WORK/runs/smoke" || return 1
+  local b="python $root/benchmarks/train_throughput.py --device $dev --precision bf16
+    --models nin_cifar10 --steps $steps"
+  $b --batch 64 128 --name "train_throughput_${dev}_one" || return 1
+  $b --batch 64 --name "train_throughput_${dev}_two0" & local p0=$!
+  $b --batch 64 --name "train_throughput_${dev}_two1" & local p1=$!
+  wait $p0 && wait $p1
+}
+
+pick() {  # the longest sweep of the glob $2 that fits $1 seconds at two processes' speed
+  python - "$1" "$2" "$NIN_BENCH_OUT/train_throughput_${dev}_two" <<'PY'
+import glob, json, sys
+from nin.config import resolve
+from nin.sweep import expand, load_spec
+budget, pattern, bench = float(sys.argv[1]), sys.argv[2], sys.argv[3]
+ips = sum(json.load(open(f"{bench}{i}.json"))["rows"][0]["images_per_s"] for i in (0, 1))
+fits = []
+for f in sorted(glob.glob(pattern)):
+    runs = [resolve(cfg) for _, cfg in expand(load_spec(f))]
+    per_rank = -(-len(runs) // 2)  # two ranks, each taking every other run
+    epochs = max(cfg.epochs for cfg in runs)
+    need = 1.2 * per_rank * 2 * 50000 * epochs / ips  # 1.2: evaluations, checkpoints
+    print(f"{f}: {need:.0f} s at {ips:.0f} images/s (two processes), {budget:.0f} s left",
+          file=sys.stderr)
+    if need <= budget:
+        fits.append((per_rank * epochs, f))
+print(max(fits)[1] if fits else "")
+PY
+}
+
+toy_config() {  # the smallest sweep, cut to a few hundred images, as a file under $WORK
+  python - "$1" "$WORK/runs/toy.json" <<'PY'
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["out"] = "runs/toy"
+spec["base"].update(epochs=2, subset=256, eval_subset=128, warmup_epochs=0, ckpt_every=None)
+json.dump(spec, open(sys.argv[2], "w"))
+PY
+  echo "$WORK/runs/toy.json"
+}
+
+pack() {  # run folders and benchmark JSON into $OUT/runs.tgz.part00, 01, ...
+  local stage; stage=$(mktemp -d)
+  for run in "$WORK"/runs/*/*/; do
+    [ -f "$run/metrics.jsonl" ] || continue
+    local rel=${run#"$WORK"/}; rel=${rel%/}
+    mkdir -p "$stage/$rel/checkpoints"
+    cp "$run"/*.json* "$stage/$rel/" 2>/dev/null
+    local last; last=$(ls "$run"/checkpoints/step-*.json 2>/dev/null | tail -1)
+    [ -n "$last" ] && cp "${last%.json}".* "$stage/$rel/checkpoints/"
+    [ -f "$run/result.json" ] && rm -f "$stage/$rel"/checkpoints/*.state.safetensors
+  done
+  cp "$NIN_BENCH_OUT"/train_throughput_*.json "$stage/" 2>/dev/null
+  tar czf - -C "$stage" . | split -b 15M -d - "$OUT/runs.tgz.part"
+  rm -rf "$stage"
+  ls -l "$OUT"
+}
+
+case "${1:-}" in
+  auto)
+    TOTAL=${2:?usage: gpu_runs.sh auto SECONDS [CONFIG_GLOB]}
+    glob=${3:-configs/gpu/next_*.json}
+    probe 2>&1 | tee "$OUT/probe.log"
+    [ "${PIPESTATUS[0]}" = 0 ] || { log "probe failed"; pack; exit 1; }
+    train_s=$(( TOTAL - ($(date +%s) - t0) - 60 ))  # 60 s left to pack and return
+    cfg=$(pick "$train_s" "$glob")
+    [ "$toy" = 1 ] && cfg=$(toy_config "$(ls $glob | head -1)")
+    [ -n "$cfg" ] || { log "no sweep of $glob fits $train_s s"; pack; exit 1; }
+    log "running $cfg, two seeds at once, for at most $train_s s"
+    cfg=$(cd "$(dirname "$cfg")" && pwd)/$(basename "$cfg")
+    for r in 0 1; do
+      (cd "$WORK" && RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 timeout -s TERM -k 30 "$train_s" \
+        python -m nin sweep "$cfg" > "$OUT/rank$r.log" 2>&1) &
+    done
+    wait
+    log "runs ended"
+    tail -n 3 "$OUT"/rank*.log
+    pack
+    ;;
+  *) sed -n 2,19p "$0"; exit 2 ;;
+esac
