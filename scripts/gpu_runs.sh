@@ -28,16 +28,18 @@ t0=$(date +%s)
 log() { echo "[gpu_runs $(( $(date +%s) - t0 ))s] $*"; }
 
 toy=${NIN_GPU_RUNS_TOY:-0}
-if [ "$toy" = 1 ]; then dev=cpu; steps=4; smoke=3; else dev=cuda; steps=300; smoke=50; fi
+# toy: the CPU, fp32 (bf16 is emulated, slowly, on most CPUs), a handful of steps
+if [ "$toy" = 1 ]; then dev=cpu; prec=fp32; steps=2; smoke=3; batches="64"
+else dev=cuda; prec=bf16; steps=300; smoke=50; batches="64 128"; fi
 
 probe() {  # smoke run, then images/s of one process and of two at once
   nvidia-smi -L 2>/dev/null || true
   python -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
   python -m nin train --model nin_cifar10 --init kaiming_zero --recipe modern --device $dev \
     --max-steps $smoke --eval-subset 500 --out "$WORK/runs/smoke" || return 1
-  local b="python $root/benchmarks/train_throughput.py --device $dev --precision bf16
+  local b="python $root/benchmarks/train_throughput.py --device $dev --precision $prec
     --models nin_cifar10 --steps $steps"
-  $b --batch 64 128 --name "train_throughput_${dev}_one" || return 1
+  $b --batch $batches --name "train_throughput_${dev}_one" || return 1
   $b --batch 64 --name "train_throughput_${dev}_two0" & local p0=$!
   $b --batch 64 --name "train_throughput_${dev}_two1" & local p1=$!
   wait $p0 && wait $p1

@@ -164,15 +164,6 @@ def fakedata_classes():
     return CIFAR10_CLASSES
 
 
-def test_readme_tables_match_results():
-    """README's results and benchmark tables are generated from results/: never hand-edited."""
-    from pathlib import Path
-
-    from nin.report import update_readme
-    assert update_readme(Path(__file__).resolve().parents[1], check=True), \
-        "README.md is stale: run python scripts/results_table.py"
-
-
 def test_packaged_weights_load_by_name(trained, tmp_path, monkeypatch, capsys):
     """The path the GPU runs' weights will take: package a run, load it by name, evaluate it."""
     root, _ = trained

@@ -63,6 +63,9 @@ def test_test_and_val_folders_are_used_when_present(tmp_path):
     (lambda r: shutil.rmtree(r / "train"), "has no train/ folder"),
     (lambda r: [f.unlink() for f in (r / "train/digit_1").iterdir()], "digit_1: no images"),
     (lambda r: [f.unlink() for f in (r / "test").rglob("*.*")], "no images in any class"),
+    (lambda r: [shutil.rmtree(r / p / c) for p in ("train", "test") for c in ("digit_1",
+                                                                               "digit_2")],
+     "one class folder \\(digit_0\\); a classifier needs two classes"),
 ])
 def test_layout_errors_name_the_folder(tmp_path, damage, msg):
     root = picture_folder(tmp_path / "d", per_class=6)
@@ -100,6 +103,24 @@ def test_the_cache_is_used_and_a_changed_file_is_noticed(tmp_path, cache, monkey
     changed = _load(root)
     assert not torch.equal(changed.images, first.images)
     assert changed.images.reshape(len(changed), -1).float().mean(1).max() > 250  # the white one
+
+
+def test_a_damaged_cache_is_decoded_again_with_a_warning(tmp_path, cache):
+    """A byte flipped inside the cached arrays (the file still parses) is caught by the digest
+    stored with them: the images are decoded again, and the rebuilt cache is trusted again."""
+    root = picture_folder(tmp_path / "d", per_class=6)
+    first = _load(root)
+    path = next(cache.glob("*.safetensors"))
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    logs = []
+    again = _load(root, log=logs.append)
+    assert torch.equal(again.images, first.images)
+    assert any("damaged cache file" in m and str(path) in m for m in logs)
+    logs.clear()
+    _load(root, log=logs.append)
+    assert not any("cache" in m and "again" in m for m in logs)
 
 
 # ---------------------------------------------------------------- broken pictures

@@ -160,3 +160,22 @@ def test_shift_tta_is_half_the_image_and_a_quarter_each_shift():
     plain = predict_logits(model, pre, images, precision="fp32").exp()
     assert torch.allclose(plain, F.softmax(model(x), 1), atol=1e-5)
     assert not torch.allclose(got, plain, atol=1e-3)
+
+
+def test_patch_whitening_decorrelates_the_first_convs_responses():
+    """On correlated images (smoothed noise, unequal channel scales), the whitened filters'
+    responses to the patches have a covariance near the identity: decorrelated, unit variance
+    wherever an eigenvalue is well above eps. Filters n/2.. are the negatives of the first."""
+    import torch.nn.functional as F
+    from nin.models import first_conv, whiten_first_conv
+    g = torch.Generator().manual_seed(0)
+    x = F.avg_pool2d(torch.randn(400, 3, 36, 36, generator=g), 5, 1) * torch.tensor([1., 2, .5])[:, None, None]
+    model = build_model("nin_cifar10_bn")
+    n = whiten_first_conv(model, x)
+    w = first_conv(model).weight.detach()
+    assert n == 150 and torch.equal(w[75:150], -w[:75])
+    patches = F.unfold(x, 5, stride=2).transpose(1, 2).reshape(-1, 75)
+    out = patches @ w[:75].reshape(75, 75).T
+    cov = out.T @ out / len(out)
+    big = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0) > 100 * 5e-4
+    assert torch.allclose(cov[big][:, big], torch.eye(int(big.sum())), atol=0.02)

@@ -32,7 +32,9 @@ def _weights(out):
                                        # progressive resizing: cut in the crop epoch and after
                                        ("modern", dict(crop_size=20, crop_epochs=1)),
                                        # a moving average of the weights, saved and restored
-                                       ("modern", dict(ema=0.9, amp=False))])
+                                       ("modern", dict(ema=0.9, amp=False)),
+                                       # whitened first conv, frozen (its hook set on resume)
+                                       ("modern", dict(whiten="frozen", amp=False))])
 def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     quiet = dict(log=lambda *_: None, progress=False)
     full = train(_cfg(tmp_path, "full", recipe, **kw), **quiet)
@@ -253,3 +255,37 @@ def test_ema_and_alternating_flips_refuse_bad_settings():
         make_config("modern", "mnist-sample", ema=1.0)
     with pytest.raises(ConfigError, match="--alternate-flips needs --flip"):
         make_config("paper", "mnist-sample", alternate_flips=True)
+
+
+@pytest.mark.parametrize("mode", ["frozen", "trained"])
+def test_whitened_filters_stay_frozen_or_train(tmp_path, mode):
+    """--whiten fills 2 x 25 of the MNIST network's 192 first filters (5x5 patches, one
+    channel); frozen, they end the run as they started (no step, no weight decay moves them)
+    while the other filters train; trained, they move too."""
+    from nin.models import first_conv, whiten_first_conv
+    from nin.training import build_run, restore
+    quiet = dict(log=lambda *_: None, progress=False)
+    cfg = _cfg(tmp_path, mode, "modern", whiten=mode, max_steps=6, amp=False)
+    run = build_run(cfg, log=lambda *_: None, ddp=False)
+    restore(run, resume=False)
+    start = first_conv(run.model).weight.detach().clone()
+    probe = build_model("nin_mnist_bn")
+    assert whiten_first_conv(probe, run.pre(run.train_ds.images[:5000])) == 50
+    assert torch.allclose(start[:50], first_conv(probe).weight[:50])  # the init is the whitening
+    train(cfg, **quiet)
+    end = first_conv(ckpt.load_checkpoint(tmp_path / mode)[0]).weight
+    assert not torch.allclose(end[50:], start[50:])
+    assert torch.equal(end[:50], start[:50]) == (mode == "frozen")
+
+
+def test_whiten_refuses_pretrained_weights(tmp_path):
+    with pytest.raises(ConfigError, match="--whiten .*--weights"):
+        _cfg(tmp_path, "w", "modern", whiten="trained", weights="pretrained")
+
+
+def test_eval_every_from_scores_every_epoch_near_the_end(tmp_path):
+    """eval_every 10 alone scores only the last epoch of 3; with eval_every_from 2 the
+    evaluation schedule is a setting: epochs 2 and 3 are scored, epoch 1 is not."""
+    r = train(_cfg(tmp_path, "e", "modern", epochs=3, eval_every=10, eval_every_from=2,
+                   amp=False), log=lambda *_: None, progress=False)
+    assert ["test_error" in h for h in r.history] == [False, True, True]

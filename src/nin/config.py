@@ -58,6 +58,9 @@ class TrainConfig:
     # ---- network and regularization
     init: str = _f("paper", "paper: Gaussian std 0.05; kaiming: He init; kaiming_zero: He init, "
                    "class layer zero (bias 1): no dead start without batch norm", choices=INITS)
+    whiten: str = _f("off", "patch-whitening init of the first conv (airbench): filters start as "
+                     "the +-eigenvectors of its input patches' covariance over 1/sqrt(eigenvalue); "
+                     "frozen: they stay so", choices=("off", "trained", "frozen"))
     drop_rate: float = _f(0.5, "dropout after the first two mlpconv blocks")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
     ema: float = _f(0.0, "decay per step of a moving average of the weights, which is what is "
@@ -81,6 +84,8 @@ class TrainConfig:
     # ---- checkpoints and logging
     max_steps: int | None = _f(None, "stop (with a checkpoint) after this many steps in all")
     eval_every: int = _f(1, "epochs between evaluations and checkpoints")
+    eval_every_from: int | None = _f(None, "evaluate (and checkpoint) every epoch from this "
+                                     "epoch on, as a time-to-accuracy curve needs near the end")
     ckpt_every: int | None = _f(None, "also checkpoint every N steps inside epochs")
     out: str = _f("runs/nin", "run folder: metrics.jsonl, checkpoints/, result.json")
     data_dir: str | None = _f(None, "dataset folder (default: $NIN_DATA_DIR, else "
@@ -109,6 +114,9 @@ class TrainConfig:
                               "(0: off; 0.999 averages over about 1,000 steps)")
         if self.alternate_flips and not self.flip:
             raise ConfigError("--alternate-flips needs --flip")
+        if self.whiten != "off" and self.weights:
+            raise ConfigError("--whiten sets the first conv of a network trained from scratch; "
+                              "with --weights it would overwrite the pretrained one: drop one")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -252,7 +260,7 @@ def _checked(value, key, path):
 # `epochs` too, except on a one-cycle schedule, whose whole curve depends on it.
 # `amp` too: a resumed run keeps the precision its checkpoint ran in (training.restore).
 FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
-                  "ckpt_every", "eval_every", "epochs", "amp")
+                  "ckpt_every", "eval_every", "eval_every_from", "epochs", "amp")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:

@@ -10,6 +10,7 @@ and the loss stay fp32 either way; only the network's forward (and so its backwa
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 import sys
@@ -28,8 +29,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware. torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    is no guide: it says yes on any AVX-512 CPU, where bf16 is emulated and slower."""
+    """Whether this CPU computes bf16 in hardware, and the kernels may use it.
+    torch.ops.mkldnn._is_mkldnn_bf16_supported() is no guide: it says yes on any AVX-512 CPU,
+    where bf16 is emulated and slower. Kernels capped below AVX-512 (ATEN_CPU_CAPABILITY=avx2,
+    ONEDNN_MAX_CPU_ISA=AVX2: how a newer machine runs an older one's code paths) emulate it too."""
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "AMX"):
+        return False
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    if isa != "ALL" and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")):
+        return False
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
         return "avx512_bf16" in flags or "amx_bf16" in flags

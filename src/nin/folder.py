@@ -91,6 +91,9 @@ def class_names(root) -> list[str]:
     if not names:
         raise DataError(f"{train}: no class folders; put each class's images in "
                         f"{train}/<class name>/")
+    if len(names) == 1:  # one class trains to "0 % error" and predicts nothing
+        raise DataError(f"{train}: one class folder ({names[0]}); a classifier needs two "
+                        f"classes at least: add another folder {train}/<class name>/")
     return names
 
 
@@ -156,16 +159,34 @@ def load_part(root, part: str, classes, in_chans: int, size: int, skip_bad: bool
     if path.is_file():
         try:
             t = load_file(str(path))
-            return t["images"], t["labels"]
+            if _digest(t["images"], t["labels"]) == _cache_meta(path).get("sha256"):
+                return t["images"], t["labels"]
+            log(f"{path}: damaged cache file (its arrays no longer match their digest); "
+                "decoding the images again")
         except Exception:  # noqa: BLE001 - a damaged cache file is rebuilt, not trusted
             log(f"{path}: unreadable cache file; decoding the images again")
     t0 = time.time()
     x, y, n_bad = decode(files, in_chans, size, skip_bad, log)
     atomic_write(path, save({"images": x, "labels": y},
-                            metadata=dict(root=str(root), part=part, skipped=str(n_bad))))
+                            metadata=dict(root=str(root), part=part, skipped=str(n_bad),
+                                          sha256=_digest(x, y))))
     log(f"decoded {len(y):,} images of {Path(root) / part} in {time.time() - t0:.1f} s "
         f"(cached in {path})")
     return x, y
+
+
+def _digest(x: np.ndarray, y: np.ndarray) -> str:
+    """What a cache file's arrays must hash to: a flipped byte is caught, as the datasets' md5s
+    catch theirs."""
+    h = hashlib.sha256(np.ascontiguousarray(x).data)
+    h.update(np.ascontiguousarray(y).data)
+    return h.hexdigest()
+
+
+def _cache_meta(path: Path) -> dict:
+    from safetensors import safe_open
+    with safe_open(str(path), "np") as f:
+        return f.metadata() or {}
 
 
 def holdout(labels: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .errors import ConfigError
 from .paper import DATASETS, INITS
@@ -178,6 +179,49 @@ class NIN(nn.Module):
         if self.classifier is None:
             return y.mean((2, 3))
         return self.classifier(y)
+
+
+WHITEN_EPS = 5e-4  # airbench's, on inputs standardized per channel as ours are
+
+
+def first_conv(model: nn.Module) -> nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
+
+def whiten_rows(conv: nn.Conv2d) -> int:
+    """How many of the conv's filters patch whitening fills: two per patch dimension."""
+    return min(conv.out_channels, 2 * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1])
+
+
+@torch.no_grad()
+def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> int:
+    """Patch-whitening init (airbench): the first conv's filters start as the eigenvectors of
+    the (uncentred) covariance of its input patches, each scaled by 1/sqrt(eigenvalue + eps),
+    as a positive and a negative filter, largest eigenvalue first; the filters beyond that keep
+    their init. The conv then maps patches to decorrelated, unit-variance responses, which is
+    what the rest of the network would otherwise spend its first epochs learning.
+    `images`: preprocessed training images (N, C, H, W). Returns the filters filled."""
+    conv = first_conv(model)
+    k, d = conv.kernel_size[0], conv.in_channels * conv.kernel_size[0] ** 2
+    cov, count = torch.zeros(d, d, dtype=torch.float64, device=images.device), 0
+    for chunk in images.split(500):  # patches at stride 2: 196 per CIFAR image, 75 values each
+        p = F.unfold(chunk.float(), k, stride=2).transpose(1, 2).reshape(-1, d).double()
+        cov += p.T @ p
+        count += len(p)
+    eigval, eigvec = torch.linalg.eigh(cov / count)  # ascending
+    scaled = (eigvec.T.flip(0) / (eigval.flip(0) + WHITEN_EPS).sqrt()[:, None]).float()
+    n = whiten_rows(conv)
+    filters = torch.cat([scaled, -scaled])[:n].reshape(n, conv.in_channels, k, k)
+    conv.weight[:n] = filters.to(conv.weight)
+    if conv.bias is not None:
+        conv.bias[:n] = 0
+    return n
+
+
+def freeze_rows(param: nn.Parameter, n: int):
+    """Keep the first n rows (filters) of param at their values: their gradient is zeroed, so
+    momentum never moves them (weight decay must be off for param: training.param_groups)."""
+    param.register_hook(lambda g: g.index_fill(0, torch.arange(n, device=g.device), 0))
 
 
 # ---------------------------------------------------------------- registry

@@ -17,7 +17,7 @@ from .sweep import fmt, summarize
 
 START, END = "<!-- results:start (scripts/results_table.py) -->", "<!-- results:end -->"
 SHIFTS_FILE = "results/cpu/ablations_cifar10/shifts.json"  # `nin shifts` over the ablations
-MISSING = "not run"  # no result.json in results/ (why: the README says, beside the table)
+MISSING = "not run"  # no result.json in results/ (why: docs/results.md says, beside the table)
 
 
 def _masks(dropout) -> str:
@@ -61,9 +61,11 @@ def cell(row: dict) -> str:
     minutes = statistics.median(row["wall_s"]) / 60
     changed = changes(row["config"])
     threads = "/".join(map(str, row.get("threads", []))) or "?"
+    where = f"on one {row['gpu']}" if row.get("gpu") else \
+        f"{threads} thread{'s' if threads != '1' else ''}"
     return (f"{fmt(row)}, {'flip TTA' if row.get('tta') else 'no TTA'}; "
             f"{max(row['epochs'])} epochs in {row.get('precision', 'fp32')}, {minutes:.0f} min "
-            f"of training each ({threads} thread{'s' if threads != '1' else ''})"
+            f"of training each ({where})"
             + (f"; changed from the recipe: {', '.join(changed)}" if changed else ""))
 
 
@@ -331,17 +333,21 @@ def _splice(text: str, start: str, end: str, body: str, where) -> str:
     return head + start + "\n" + body + "\n" + end + rest.split(end, 1)[1]
 
 
-def update_readme(root, check: bool = False) -> bool:
-    """Rewrite README.md's tables between the markers; with check, only say if it is stale."""
+def update_docs(root, check: bool = False) -> bool:
+    """Rewrite the generated tables between the markers of docs/results.md (results) and
+    docs/speed.md (benchmarks); with check, only say whether they are up to date."""
     root = Path(root).resolve()
-    readme = root / "README.md"
-    text = readme.read_text()
-    new = _splice(text, START, END, tables(load_results(root), root), readme)
-    new = _splice(new, BENCH_START, BENCH_END, bench_tables(root), readme)
-    if check:
-        return new == text
-    readme.write_text(new)
-    return True
+    fresh = True
+    for page, start, end, body in (
+            ("results.md", START, END, lambda: tables(load_results(root), root)),
+            ("speed.md", BENCH_START, BENCH_END, lambda: bench_tables(root))):
+        path = root / "docs" / page
+        text = path.read_text()
+        new = _splice(text, start, end, body(), path)
+        fresh &= new == text
+        if not check:
+            path.write_text(new)
+    return fresh or not check
 
 
 def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int = 10) -> Path:

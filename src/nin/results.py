@@ -102,7 +102,12 @@ class RunResult:
                     tta=c.get("tta", False), seed=c["seed"], precision=self.precision,
                     error=self.error, train_error=self.train_error, n=self.final["n"],
                     epochs=self.epochs_run, wall_s=self.wall_s, params=self.params,
-                    threads=self.threads)
+                    threads=self.threads, gpu=self.gpu)
+
+    @property
+    def gpu(self) -> str | None:
+        """The GPU the run trained on (None: the CPU)."""
+        return self.env.get("gpu") if str(self.env.get("device", "")).startswith("cuda") else None
 
 
 def collect(folder) -> list[RunResult]:

@@ -38,12 +38,14 @@ from .device import (autocast, dropout_masks, environment, eval_precision, pick_
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
-from .models import ARCHS, build_model, count_params, model_info, set_dropout_bits
+from .models import (ARCHS, build_model, count_params, first_conv, freeze_rows, model_info,
+                     set_dropout_bits, whiten_first_conv, whiten_rows)
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
 from .results import RunResult, recorded_precision
 
 DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
+WHITEN_IMAGES = 5000  # training images whose patches set the whitening filters (airbench: 5000)
 SYNC_EVERY = 50   # steps between host syncs (loss check, dead maps, progress)
 
 
@@ -52,13 +54,14 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
     """The paper's per-layer rates: biases x bias_lr_mult without weight decay, the last layer
     x last_lr_mult; batch-norm parameters without weight decay."""
     last = {id(p) for p in model.last_layer().parameters()}
+    frozen = {id(first_conv(model).weight)} if cfg.whiten == "frozen" else set()
     groups = {}
     for mod in model.modules():
         for pname, p in mod.named_parameters(recurse=False):
             is_bias = pname == "bias" or isinstance(mod, nn.modules.batchnorm._BatchNorm)
             mult = (cfg.bias_lr_mult if pname == "bias" else 1.0) * \
                 (cfg.last_lr_mult if id(p) in last else 1.0)
-            key = (mult, 0.0 if is_bias else cfg.weight_decay)
+            key = (mult, 0.0 if is_bias or id(p) in frozen else cfg.weight_decay)
             groups.setdefault(key, []).append(p)
     return [dict(params=ps, lr_mult=m, weight_decay=wd) for (m, wd), ps in groups.items()]
 
@@ -266,6 +269,8 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, model.in_chans, model.input_size).to(device)
+    if cfg.whiten == "frozen":
+        freeze_rows(first_conv(model).weight, whiten_rows(first_conv(model)))
     opt = make_optimizer(model, cfg, device.type == "cuda")
     # drop the last partial batch, as cuda-convnet's fixed batches
     sched = Schedule(cfg, len(train_ds) // cfg.batch_size)
@@ -301,6 +306,9 @@ def restore(run: Run, resume: bool) -> bool:
             start_from_weights(run)
         else:
             run.pre.fit(run.train_ds.images)
+        if run.cfg.whiten != "off":
+            n = whiten_first_conv(run.model, run.pre(run.train_ds.images[:WHITEN_IMAGES]))
+            run.log(f"patch whitening: {n} filters of the first conv ({run.cfg.whiten})")
         if run.ema is not None:  # the average starts at the starting weights
             run.ema.load_state_dict(run.model.state_dict())
         run.dropout = dropout_masks(run.device, run.precision)
@@ -554,7 +562,8 @@ def end_epoch(run: Run):
                   images_per_s=run.last_epoch_rate, precision=run.precision,
                   threads=torch.get_num_threads())  # per epoch: a resumed run may change it
     msg = run.sched.end_epoch(train_acc)
-    due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop
+    due = s.epoch % cfg.eval_every == 0 or s.epoch == cfg.epochs or run.sched.stop or \
+        (cfg.eval_every_from is not None and s.epoch >= cfg.eval_every_from)
     if due:
         run.last_eval = evaluate(run.scored, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
                                  precision=eval_precision(run.device, cfg.amp))
