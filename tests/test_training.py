@@ -103,6 +103,9 @@ def test_a_single_dead_class_is_detected(tmp_path, monkeypatch):
             m.last_layer().bias[3] = -100.0  # class 3's map is zero for every image
         return m
     monkeypatch.setattr(nin.training, "build_model", one_dead)
+    # 20 dead steps, checked every 5 (not 100 and 50): bf16 is emulated, slowly, on most CPUs
+    monkeypatch.setattr(nin.training, "DEAD_STEPS", 20)
+    monkeypatch.setattr(nin.training, "SYNC_EVERY", 5)
     for amp in (False, True):  # fp32 and bf16 (forced: native or emulated)
         with pytest.raises(DeadStartError, match=r"class map\(s\) \[3\]"):
             train(_cfg(tmp_path, f"dead3-{amp}", subset=640, epochs=6, init="kaiming",
