@@ -179,3 +179,45 @@ def test_patch_whitening_decorrelates_the_first_convs_responses():
     cov = out.T @ out / len(out)
     big = torch.linalg.eigvalsh(patches.T @ patches / len(patches)).flip(0) > 100 * 5e-4
     assert torch.allclose(cov[big][:, big], torch.eye(int(big.sum())), atol=0.02)
+
+
+def test_maxout_nin_has_nins_parameters_and_maxout_units(tmp_path):
+    """nin_cifar10_maxout differs from nin_cifar10 in its micro network alone: the same
+    parameter count to 0.02 %, the class maps through GAP, and its 1x1 layers the max of two
+    linear maps (no ReLU: a maxout unit may be negative). It survives a checkpoint."""
+    from nin import checkpoint as ckpt
+    from nin.models import Maxout
+    from nin.preprocessing import Preprocess
+    m = build_model("nin_cifar10_maxout", init="kaiming")
+    assert abs(count_params(m) / count_params(build_model("nin_cifar10")) - 1) < 2e-4
+    assert sum(isinstance(x, Maxout) for x in m.modules()) == 5  # all 1x1 but the class layer
+    x = torch.randn(4, 6, 3, 3)
+    assert torch.equal(Maxout(2)(x), torch.maximum(x[:, 0::2], x[:, 1::2]))
+    m.eval()
+    maps = m.forward_maps(torch.randn(2, 3, 32, 32))
+    assert maps.shape == (2, 10, 8, 8) and (maps >= 0).all()  # the class layer keeps its ReLU
+    side = ckpt.save_checkpoint(tmp_path, 1, m, Preprocess("standardize", 3, 32), {})
+    back = ckpt.load_checkpoint(side)[0]
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(back(x), m(x))
+
+
+def test_goodfellows_maxout_network_has_the_pylearn2_shapes(tmp_path):
+    """maxout_cifar10: 96/192/192 conv units of 2 pieces (8x8 pad 4, 8x8 pad 3, 5x5 pad 3),
+    max pooling 4/2, 4/2, 2/2 (cuda-convnet's rounding: 33 -> 16, 15 -> 7, 9 -> 5), 500 FC
+    units of 5 pieces, 10 classes: every parameter counted from those sizes."""
+    from nin import checkpoint as ckpt
+    from nin.errors import ConfigError
+    from nin.preprocessing import Preprocess
+    m = build_model("maxout_cifar10")
+    want = (3 * 64 * 192 + 192) + (96 * 64 * 384 + 384) + (192 * 25 * 384 + 384) \
+        + (192 * 5 * 5 * 2500 + 2500) + (500 * 10 + 10)
+    assert count_params(m) == want and m.head_type == "fc"
+    assert m(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert m.last_layer().out_features == 10
+    with pytest.raises(ConfigError, match="no class maps"):
+        m.forward_maps(torch.randn(1, 3, 32, 32))
+    m.eval()
+    side = ckpt.save_checkpoint(tmp_path, 1, m, Preprocess("standardize", 3, 32), {})
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(ckpt.load_checkpoint(side)[0](x), m(x))
