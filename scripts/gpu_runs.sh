@@ -3,7 +3,8 @@
 # debugging. Run from the project root on the GPU machine after ../shared/gpu/README.md's three
 # staging commands (the data at $NIN_DATA_DIR), as the tail of the third:
 #
-#   bash scripts/gpu_runs.sh auto SECONDS [CONFIG_GLOB]
+#   bash scripts/gpu_runs.sh stage                      # here: the data in three parts
+#   bash scripts/gpu_runs.sh auto SECONDS [CONFIG_GLOB] # there, at the end of the third
 #
 # In SECONDS from its start it: (a) runs a 50-step CUDA smoke run and the training-throughput
 # benchmark (bf16, channels-last, one process, then two at once); (b) picks the largest sweep
@@ -95,6 +96,15 @@ pack() {  # run folders and benchmark JSON into $OUT/runs.tgz.part00, 01, ...
 }
 
 case "${1:-}" in
+  stage)  # here, before a lease: the data in three parts that each fit beside the working tree
+    bash ../shared/gpu/stage-data >/dev/null
+    rm -rf .stage/1/mnist  # CIFAR-10 only: with MNIST the first part is 55 MiB, over the limit
+    du -sh .stage/*
+    echo "send: (1) mkdir -p /root/nin-src && cp -r .stage/1/. /root/nin-src/   carry .stage/1"
+    echo "      (2) cp -r .stage/2/. /root/nin-src/                              carry .stage/2"
+    echo "      (3) cp -r .stage/3/. /root/nin-src/ && bash /root/nin-src/unpack /root/nin-data &&"
+    echo "          export NIN_DATA_DIR=/root/nin-data && bash scripts/gpu_runs.sh auto 565"
+    ;;
   auto)
     TOTAL=${2:?usage: gpu_runs.sh auto SECONDS [CONFIG_GLOB]}
     glob=${3:-configs/gpu/next_*.json}
@@ -115,5 +125,5 @@ case "${1:-}" in
     tail -n 3 "$OUT"/rank*.log
     pack
     ;;
-  *) sed -n 2,19p "$0"; exit 2 ;;
+  *) sed -n 2,20p "$0"; exit 2 ;;
 esac
