@@ -70,3 +70,23 @@ def test_sweep_runs_grid_skips_finished_and_summarizes(tmp_path, capsys):
     # a second call finds every run done and trains nothing
     assert main(["sweep", str(f)]) == 0
     assert capsys.readouterr().out.count("done already") == 4
+
+
+def test_a_diverged_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
+    """A rate pilot that diverges is a result, not the end of the sweep: its folder gets a
+    stopped.json saying why, the next point runs, and a rerun does not repeat it."""
+    from nin.cli import main
+    spec = {"out": str(tmp_path / "sw"),
+            "base": {"dataset": "mnist-sample", "recipe": "paper", "model": "nin_mnist",
+                     "epochs": 1, "subset": 128, "eval_subset": 100, "batch_size": 32,
+                     "init": "kaiming", "amp": False},
+            "grid": {"lr": [1e9, 0.01]}}
+    f = tmp_path / "sweep.json"
+    f.write_text(json.dumps(spec))
+    assert main(["sweep", str(f)]) == 0
+    stopped = json.loads((tmp_path / "sw/lr=1000000000.0/stopped.json").read_text())
+    assert stopped["reason"] in ("NonFiniteLoss", "DeadStartError") and stopped["message"]
+    assert (tmp_path / "sw/lr=0.01/result.json").exists()
+    assert "the sweep goes on" in capsys.readouterr().out
+    assert main(["sweep", str(f)]) == 0
+    assert "stopped before" in capsys.readouterr().out

@@ -20,9 +20,12 @@ import os
 import statistics
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, DeadStartError, NonFiniteLoss
 from .files import atomic_write
 from .results import RunResult, collect
+
+
+STOPPED = "stopped.json"  # a run that diverged or died at its start: why, in place of result.json
 
 
 def load_spec(path) -> dict:
@@ -76,12 +79,19 @@ def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
         cfg = resolve({**over, "out": str(out / name)})
         if (out / name / "result.json").exists():
             log(f"[sweep] {name}: done already")
+        elif (out / name / STOPPED).exists():
+            log(f"[sweep] {name}: stopped before (its {STOPPED} says why); delete it to rerun")
         elif dry_run:
             log(f"[sweep] {name}: would run {cfg}")
             continue
         else:
             log(f"[sweep] {name}: running ({len(done) + 1}/{len(mine)} on rank {rank})")
-            train(cfg, resume=True, progress=False, log=log, ddp=False)
+            try:
+                train(cfg, resume=True, progress=False, log=log, ddp=False)
+            except (DeadStartError, NonFiniteLoss) as e:  # a rate pilot may diverge: a result
+                atomic_write(out / name / STOPPED, json.dumps(
+                    dict(reason=type(e).__name__, message=str(e))).encode())
+                log(f"[sweep] {name}: stopped ({e}); the sweep goes on")
         done.append(out / name)
     if not dry_run:
         write_summary(out)
