@@ -7,6 +7,15 @@ from pathlib import Path
 # the main process avoids that pool (pytorch/pytorch#135120 suggests the same). It must be set
 # before torch._inductor.config is first imported.
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+# Inductor's cache keys do not see ATEN_CPU_CAPABILITY / ONEDNN_MAX_CPU_ISA, but its kernels
+# depend on them: a kernel cached by a capped run (.ci/run's second pass) segfaulted when an
+# uncapped run loaded it. One cache per capability keeps the two apart.
+_cap = "-".join(os.environ.get(k, "") for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA"))
+if _cap.strip("-"):
+    import getpass
+    import tempfile
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"torchinductor_{getpass.getuser()}_{_cap.lower()}"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
