@@ -22,6 +22,8 @@ cd "$(dirname "$0")/.."
 root=$PWD
 export PYTHONPATH=$root/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/nin-gpu-out}
+# the runs start in $WORK: a relative data folder must not change meaning there
+[ -n "${NIN_DATA_DIR:-}" ] && export NIN_DATA_DIR=$(cd "$NIN_DATA_DIR" && pwd)
 WORK=${NIN_GPU_RUNS_WORK:-$root}
 export NIN_BENCH_OUT=$WORK/runs/bench
 mkdir -p "$OUT" "$NIN_BENCH_OUT"
@@ -71,7 +73,7 @@ toy_config() {  # the smallest sweep, cut to a few hundred images, as a file und
   python - "$1" "$WORK/runs/toy.json" <<'PY'
 import json, sys
 spec = json.load(open(sys.argv[1]))
-spec["out"] = "runs/toy"
+spec["out"], spec["grid"] = "runs/toy", {"seed": [0, 1]}
 spec["base"].update(epochs=2, subset=256, eval_subset=128, warmup_epochs=0, ckpt_every=None)
 json.dump(spec, open(sys.argv[2], "w"))
 PY
@@ -116,14 +118,19 @@ case "${1:-}" in
     [ -n "$cfg" ] || { log "no sweep of $glob fits $train_s s"; pack; exit 1; }
     log "running $cfg, two seeds at once, for at most $train_s s"
     cfg=$(cd "$(dirname "$cfg")" && pwd)/$(basename "$cfg")
+    pids=()
     for r in 0 1; do
       (cd "$WORK" && RANK=$r WORLD_SIZE=2 LOCAL_RANK=0 timeout -s TERM -k 30 "$train_s" \
-        python -m nin sweep "$cfg" > "$OUT/rank$r.log" 2>&1) &
+        python -m nin sweep "$cfg" > "$OUT/rank$r.log" 2>&1) & pids+=($!)
     done
-    wait
-    log "runs ended"
+    rc=0
+    for p in "${pids[@]}"; do  # 75: stopped by the time limit with a checkpoint, as planned
+      wait "$p"; code=$?; [ $code = 0 ] || [ $code = 75 ] || [ $code = 124 ] || rc=$code
+    done
+    log "runs ended (exit $rc)"
     tail -n 3 "$OUT"/rank*.log
     pack
+    exit $rc
     ;;
   *) sed -n 2,20p "$0"; exit 2 ;;
 esac

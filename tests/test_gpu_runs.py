@@ -17,7 +17,9 @@ pytestmark = pytest.mark.realdata
 
 def test_gpu_script_runs_two_seeds_and_packs_them(tmp_path, real_data_dir):
     out = tmp_path / "out"
-    env = dict(os.environ, NIN_GPU_RUNS_TOY="1", OUT=str(out), NIN_DATA_DIR=str(real_data_dir),
+    # a relative data folder, as .ci/run gives it: the script must resolve it before it moves
+    env = dict(os.environ, NIN_GPU_RUNS_TOY="1", OUT=str(out),
+               NIN_DATA_DIR=os.path.relpath(real_data_dir.resolve(), ROOT),
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
                NIN_GPU_RUNS_WORK=str(tmp_path / "work"))
     r = subprocess.run(["bash", "scripts/gpu_runs.sh", "auto", "400"], cwd=ROOT, env=env,
