@@ -153,13 +153,13 @@ def decode(files, in_chans: int, size: int, skip_bad: bool, log=print):
 def load_part(root, part: str, classes, in_chans: int, size: int, skip_bad: bool = False,
               log=print):
     """One subfolder (train/, val/ or test/) decoded, from the cache when nothing changed."""
-    from safetensors.numpy import load_file, save
+    from safetensors.numpy import save
     files = scan(root, part, classes)
     path = cache_dir() / f"{_key(files, in_chans, size, skip_bad)}.safetensors"
     if path.is_file():
         try:
-            t = load_file(str(path))
-            if _digest(t["images"], t["labels"]) == _cache_meta(path).get("sha256"):
+            t, meta = _read_cache(path)
+            if _digest(t["images"], t["labels"]) == meta.get("sha256"):
                 return t["images"], t["labels"]
             log(f"{path}: damaged cache file (its arrays no longer match their digest); "
                 "decoding the images again")
@@ -183,10 +183,11 @@ def _digest(x: np.ndarray, y: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _cache_meta(path: Path) -> dict:
+def _read_cache(path: Path) -> tuple[dict, dict]:
+    """A cache file's arrays and its metadata, in one read."""
     from safetensors import safe_open
     with safe_open(str(path), "np") as f:
-        return f.metadata() or {}
+        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
 
 
 def holdout(labels: np.ndarray) -> np.ndarray:

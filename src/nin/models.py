@@ -85,15 +85,15 @@ def set_dropout_bits(model: nn.Module, on: bool):
 
 
 class Maxout(nn.Module):
-    """The max over `pieces` consecutive channels: (N, C*pieces, H, W) -> (N, C, H, W)."""
+    """The max over `pieces` consecutive channels or features: (N, C*pieces, ...) -> (N, C, ...),
+    for conv maps and for a linear layer's outputs alike."""
 
     def __init__(self, pieces: int):
         super().__init__()
         self.pieces = pieces
 
     def forward(self, x):
-        n, c, h, w = x.shape
-        return x.view(n, c // self.pieces, self.pieces, h, w).amax(2)
+        return x.unflatten(1, (-1, self.pieces)).amax(2)
 
 
 class MLPConv(nn.Sequential):
@@ -229,7 +229,7 @@ class MaxoutNet(nn.Module):
         self.features = nn.Sequential(*layers)
         drop = [Dropout(drop_rate)] if drop_rate > 0 else []
         self.classifier = nn.Sequential(nn.Flatten(), *drop, nn.Linear(c * size * size, 500 * 5),
-                                        _MaxoutFC(5), *drop, nn.Linear(500, num_classes))
+                                        Maxout(5), *drop, nn.Linear(500, num_classes))
         self.reset_parameters(init)
 
     def last_layer(self) -> nn.Module:
@@ -257,17 +257,6 @@ class MaxoutNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
-
-
-class _MaxoutFC(nn.Module):
-    """Maxout over `pieces` consecutive features of a linear layer: (N, F*pieces) -> (N, F)."""
-
-    def __init__(self, pieces: int):
-        super().__init__()
-        self.pieces = pieces
-
-    def forward(self, x):
-        return x.view(len(x), -1, self.pieces).amax(2)
 
 
 WHITEN_EPS = 5e-4  # airbench's, on inputs standardized per channel as ours are

@@ -270,7 +270,8 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
         model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, model.in_chans, model.input_size).to(device)
     if cfg.whiten == "frozen":
-        freeze_rows(first_conv(model).weight, whiten_rows(first_conv(model)))
+        conv = first_conv(model)
+        freeze_rows(conv.weight, whiten_rows(conv))
     opt = make_optimizer(model, cfg, device.type == "cuda")
     # drop the last partial batch, as cuda-convnet's fixed batches
     sched = Schedule(cfg, len(train_ds) // cfg.batch_size)
