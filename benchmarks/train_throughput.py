@@ -25,7 +25,7 @@ from nin.training import compile_or_eager, make_optimizer, train_step
 
 
 def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size,
-            dropout="auto"):
+            dropout="auto", compile_mode="default"):
     dataset = model_info(model_name)["dataset"]  # the recipe's settings for its images
     cfg = make_config(recipe, dataset, batch_size=batch)
     cuda = device.type == "cuda"
@@ -38,7 +38,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     size = None if size == side else size
     pre = Preprocess(cfg.preprocess, c, side).to(device)
     opt = make_optimizer(model, cfg, cuda)
-    net = compile_or_eager(model, print) if compile_ else model
+    net = compile_or_eager(model, print, compile_mode) if compile_ else model
     images = torch.randint(0, 256, (batch * 8, c, side, side), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch * 8,), device=device)
     gen = torch.Generator(device=device).manual_seed(0)
@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--steps", type=int)
     ap.add_argument("--name", help="JSON file name (default: train_throughput_DEVICE)")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode (reduce-overhead: CUDA graphs, for launch-bound steps)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -92,7 +94,7 @@ def main():
         for b, size, p, d in itertools.product(batches, args.size, args.precision,
                                                args.dropout):
             r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile, p,
-                        size or None, d)
+                        size or None, d, args.compile_mode)
             r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peaks[p], 4)
             rows.append(r)
     env = environment(device)
@@ -105,7 +107,7 @@ def main():
     write(args.name or f"train_throughput_{device.type}", dict(
         benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)
                                                           for p, v in peaks.items()},
-        compile=args.compile, rows=rows, env=env))
+        compile=args.compile and args.compile_mode, rows=rows, env=env))
 
 
 if __name__ == "__main__":

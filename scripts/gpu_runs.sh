@@ -132,5 +132,19 @@ case "${1:-}" in
     pack
     exit $rc
     ;;
+  probe-speed)  # after auto, same machine: what could make the next lease faster
+    # eager at larger batches, four processes at once, and torch.compile (default and CUDA
+    # graphs); each measurement capped so that one hung compile cannot take the lease
+    b="python $root/benchmarks/train_throughput.py --device $dev --precision $prec
+      --models nin_cifar10 --steps $steps"
+    timeout 60 $b --batch 256 512 --name "train_throughput_${dev}_eager_large"
+    for i in 0 1 2 3; do timeout 60 $b --batch 64 --name "train_throughput_${dev}_four$i" & done
+    wait
+    for m in default reduce-overhead; do
+      timeout 150 $b --batch 64 128 --compile --compile-mode $m \
+        --name "train_throughput_${dev}_compile_$m"
+    done
+    cp "$NIN_BENCH_OUT"/train_throughput_*.json "$OUT/"
+    ;;
   *) sed -n 2,20p "$0"; exit 2 ;;
 esac
