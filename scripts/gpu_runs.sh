@@ -9,11 +9,14 @@
 # In SECONDS from its start it: (a) runs a 50-step CUDA smoke run and the training-throughput
 # benchmark (bf16, channels-last, one process, then two at once); (b) picks the largest sweep
 # of CONFIG_GLOB (default configs/gpu/next_*.json: what the next lent GPU should run) that fits
-# the time left at the measured speed of two processes at batch 64; (c) runs its points two at
-# a time on the one GPU (`nin sweep` ranks 0 and 1), each stopped with a resumable checkpoint
-# if the time runs out; (d) packs the run folders (metrics, result.json, the last checkpoint: weights only once
-# finished) and the benchmark JSON into $OUT/runs.tgz.part* (at most 8 files of 16 MiB come
-# back), with probe.log and rank{0,1}.log beside them. Unpack with: cat runs.tgz.part* | tar xz
+# the time left at the measured speed of two processes at batch 64 (if none fits, the smallest);
+# (c) runs its points two at a time on the one GPU (`nin sweep` ranks 0 and 1), each stopped
+# with a resumable checkpoint if the time runs out; (d) packs the run folders (metrics,
+# result.json, the last checkpoint: weights only once finished) and the benchmark JSON into
+# $OUT/runs.tgz.part* (at most 8 files of 16 MiB come back), with probe.log and rank{0,1}.log
+# beside them. Unpack with: cat runs.tgz.part* | tar xz
+# Bring run folders back only through pack: the device tool refuses names with "=" (seed=0), and
+# a 2026-12-04 lease lost two unfinished runs' checkpoints by copying them to $OUT by hand.
 #
 # Runs and benchmark files go under $NIN_GPU_RUNS_WORK (default: the project root, runs/ and
 # runs/bench/). tests/test_gpu_runs.py runs it all at toy size on the CPU (NIN_GPU_RUNS_TOY=1).
@@ -63,9 +66,10 @@ for f in sorted(glob.glob(pattern)):
     need = 1.2 * per_rank * 2 * 50000 * epochs / ips  # 1.2: evaluations, checkpoints
     print(f"{f}: {need:.0f} s at {ips:.0f} images/s (two processes), {budget:.0f} s left",
           file=sys.stderr)
-    if need <= budget:
-        fits.append((per_rank * epochs, f))
-print(max(fits)[1] if fits else "")
+    fits.append((need <= budget, per_rank * epochs if need <= budget else -need, f))
+# the largest that fits; if none does, the smallest anyway: it stops with a resumable checkpoint
+# that pack brings back, for the next lease (or the CPU) to finish
+print(max(fits)[2] if fits else "")
 PY
 }
 
