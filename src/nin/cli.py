@@ -1,5 +1,5 @@
-"""The `nin` command: models, data, train, eval, predict, maps, shifts, plot, report, export,
-sweep, demo.
+"""The `nin` command: models, data, train, eval, predict, maps, shifts, serve, plot, report,
+export, sweep, demo.
 
 Building the parser imports no torch (`nin --help` answers at once); each command imports what
 it needs. `nin train`'s flags are made from config.TrainConfig's fields. nin's own errors
@@ -158,6 +158,16 @@ def _add_weights_parsers(sub):
     p = sub.add_parser("export", help="export a network with its preprocessing")
     _add_weights(p)
     p.add_argument("--onnx", required=True, help="output .onnx file (needs nin[onnx])")
+
+    p = sub.add_parser("serve", help="the class maps in a browser: a local page (needs "
+                                     "nin[serve])")
+    p.add_argument("--weights", nargs="+", required=True,
+                   help="one or more, side by side: " + WEIGHTS_HELP)
+    p.add_argument("--model", nargs="+", help="the shipped networks, one per 'pretrained'")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this "
+                                                       "machine only)")
+    p.add_argument("--port", type=int, help="port (default: the first free from 7860)")
+    _add_data_dir(p)
 
 
 def _add_results_parsers(sub):
@@ -401,6 +411,12 @@ def cmd_report(args):
     return 0
 
 
+def cmd_serve(args):
+    from .serve import serve
+    serve(args.weights, args.model, args.host, args.port, args.data_dir)
+    return 0
+
+
 def cmd_export(args):
     from .export import export_onnx
     model, pre, meta = _load(args)
@@ -442,7 +458,7 @@ def main(argv=None) -> int:
     cmd = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "eval": cmd_eval,
            "predict": cmd_predict, "maps": cmd_maps, "plot": cmd_plot, "report": cmd_report,
            "export": cmd_export, "shifts": cmd_shifts, "sweep": cmd_sweep,
-           "demo": cmd_demo}[args.cmd]
+           "demo": cmd_demo, "serve": cmd_serve}[args.cmd]
     try:
         return cmd(args)
     except NinError as e:  # the user can fix these: one line, no traceback

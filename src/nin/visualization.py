@@ -91,16 +91,23 @@ def _show(ax, image: torch.Tensor):
 
 
 def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None = None,
-              title: str = "", threshold: float = 0.5) -> dict:
+              title: str = "", threshold: float = 0.5, ncols: int | None = None) -> dict:
     """One PNG: the input with the predicted class and its localization box, then the class
-    maps (all, or the top-k) laid over it on one shared colour scale, strongest first."""
+    maps (all, or the top-k) laid over it on one shared colour scale, strongest first; in one
+    row, or in rows of `ncols` panels."""
     probs, maps = class_maps(model, pre, image[None])
     probs, maps = probs[0], maps[0]
     order = probs.argsort(descending=True)[:topk or len(classes)].tolist()
     up = upsample(maps[None], image.shape[-1])[0]
     box = box_from_map(up[order[0]].numpy(), threshold)  # as localize(), without a 2nd pass
-    cols = len(order) + 1
-    fig, axes = plt.subplots(1, cols, figsize=(1.6 * cols, 2.0), dpi=100)
+    n = len(order) + 1
+    cols = min(ncols or n, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 2.0 * rows), dpi=100,
+                             squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[n:]:
+        ax.axis("off")
     _show(axes[0], image)
     if box is not None:
         x0, y0, x1, y1 = box
