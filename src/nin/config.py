@@ -87,6 +87,8 @@ class TrainConfig:
     eval_every_from: int | None = _f(None, "evaluate (and checkpoint) every epoch from this "
                                      "epoch on, as a time-to-accuracy curve needs near the end")
     ckpt_every: int | None = _f(None, "also checkpoint every N steps inside epochs")
+    tensorboard: bool = _f(False, "also write TensorBoard logs to OUT/tensorboard: scalars per "
+                           "epoch, the class maps at each evaluation (needs nin[tensorboard])")
     out: str = _f("runs/nin", "run folder: metrics.jsonl, checkpoints/, result.json")
     data_dir: str | None = _f(None, "dataset folder (default: $NIN_DATA_DIR, else "
                               "~/.cache/nin/data)")
@@ -260,7 +262,8 @@ def _checked(value, key, path):
 # `epochs` too, except on a one-cycle schedule, whose whole curve depends on it.
 # `amp` too: a resumed run keeps the precision its checkpoint ran in (training.restore).
 FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
-                  "ckpt_every", "eval_every", "eval_every_from", "epochs", "amp")
+                  "ckpt_every", "eval_every", "eval_every_from", "epochs", "amp",
+                  "tensorboard")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:

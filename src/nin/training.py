@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from . import board
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
@@ -210,6 +211,7 @@ class Run:
     precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
     dropout: str = "torch"         # the masks drawn: torch's, or "bits" (device.dropout_masks)
     ema: nn.Module | None = None   # the weights' moving average (cfg.ema), or None
+    board: object = None           # TensorBoard writer (cfg.tensorboard, main rank), or None
 
     @property
     def scored(self) -> nn.Module:
@@ -573,6 +575,10 @@ def end_epoch(run: Run):
     s.new_epoch(run.device)
     if run.main:
         _append_log(run.out / "metrics.jsonl", record)
+    if run.board is not None:
+        board.write_epoch(run.board, record)
+        if due:
+            board.write_maps(run.board, run.scored, run.pre, run.test_ds, s.epoch)
     run.log(f"epoch {s.epoch:3d}  loss {train_loss:.4f}  train acc {train_acc:.4f}  "
             + (f"test error {record['test_error']:.2f}%  " if due else "")
             + f"{record['images_per_s']:.0f} img/s" + (f"  [{msg}]" if msg else ""))
@@ -632,6 +638,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     main = not ddp or dist.env_rank() == 0
     if main:  # before the lock (which creates the folder) and before any data is read
         check_writable(Path(cfg.out), need_bytes=_checkpoint_bytes(cfg))
+        if cfg.tensorboard:
+            board.require()
     else:
         log = _silent
     with run_lock(Path(cfg.out), exclusive=main), StopSignal() as stop_signal:
@@ -643,11 +651,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else "")
             + f", {run.precision}" + (" autocast" if run.precision == "bf16" else ""))
         use_bar = run.main and (progress if progress is not None else sys.stderr.isatty())
-        while run.state.epoch < cfg.epochs and not run.sched.stop:
-            if not train_epoch(run, stop_signal, use_bar):
-                return stop_early(run)
-            end_epoch(run)
-        return finish(run)
+        run.board = board.open_board(run.out) if cfg.tensorboard and run.main else None
+        try:
+            while run.state.epoch < cfg.epochs and not run.sched.stop:
+                if not train_epoch(run, stop_signal, use_bar):
+                    return stop_early(run)
+                end_epoch(run)
+            return finish(run)
+        finally:
+            if run.board is not None:
+                run.board.close()
 
 
 # ---------------------------------------------------------------- helpers
