@@ -25,7 +25,7 @@ def test_models_lists_names_and_counts(capsys):
     assert main(["models", "--json", "nin_mnist"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert rows == [dict(name="nin_mnist", params=349_674, dataset="mnist",
-                         description=rows[0]["description"])]
+                         description=rows[0]["description"], pretrained=rows[0]["pretrained"])]
 
 
 def test_python_dash_m_and_console_script():
@@ -472,3 +472,16 @@ def test_eval_refuses_a_shift_tta_out_of_range(tmp_path, capsys):
     from nin.cli import main
     assert main(["eval", "--weights", str(tmp_path / "none"), "--tta-shift", "9"]) == 2
     assert "--tta-shift 9: use 0 (off) to 8 pixels" in capsys.readouterr().err
+
+
+def test_models_say_which_have_shipped_weights(capsys):
+    """`nin models` tags the networks with shipped weights with their recorded test error."""
+    import nin.hub
+    assert main(["models", "nin_mnist*", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    shipped = set(nin.hub.shipped())
+    assert {n for n, r in rows.items() if r["pretrained"]} == shipped & set(rows)
+    sidecar = json.loads((nin.hub.WEIGHTS_DIR / "nin_mnist_bn.json").read_text())
+    assert rows["nin_mnist_bn"]["pretrained"]["error"] == sidecar["result"]["final"]["error"]
+    assert main(["models", "nin_mnist_bn"]) == 0
+    assert "[pretrained: " in capsys.readouterr().out

@@ -211,14 +211,19 @@ def _load(args):
 
 
 def cmd_models(args):
+    from .hub import pretrained_info
     from .models import build_model, count_params, list_models, model_info
     rows = [dict(name=n, params=count_params(build_model(n)), dataset=model_info(n)["dataset"],
-                 description=model_info(n)["doc"]) for n in list_models(args.pattern)]
+                 description=model_info(n)["doc"], pretrained=pretrained_info(n))
+            for n in list_models(args.pattern)]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     for r in rows:
-        print(f"{r['name']:24s} {r['params']:>11,}  {r['description']}")
+        w = r["pretrained"]
+        tag = "" if w is None else (f"  [pretrained: {w['error']:.2f} % test error"
+                                    f"{', flip TTA' if w['tta'] else ''}, {w['dtype']}]")
+        print(f"{r['name']:24s} {r['params']:>11,}  {r['description']}{tag}")
     return 0
 
 

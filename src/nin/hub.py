@@ -22,12 +22,25 @@ from .results import RunResult
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 __all__ = ["create_model", "list_models", "load_pretrained", "load_weights_arg", "package",
-           "shipped", "transfer"]
+           "pretrained_info", "shipped", "transfer"]
 
 
 def shipped() -> list[str]:
     """Names with weights in the package."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
+
+
+def pretrained_info(name: str) -> dict | None:
+    """What the shipped weights of `name` recorded: their test error (with or without flip
+    TTA, as the run scored it), the split and its size, the stored precision; None if none."""
+    sidecar = WEIGHTS_DIR / f"{name}.json"
+    if not sidecar.is_file():
+        return None
+    meta = json.loads(sidecar.read_text())
+    final = (meta.get("result") or {}).get("final") or {}
+    return dict(error=final.get("error"), split=final.get("split"), n=final.get("n"),
+                tta=bool(meta.get("config", {}).get("tta")),
+                dtype=meta.get("dtype", "float32"))
 
 
 def create_model(name: str, pretrained: bool = False, num_classes: int | None = None,
