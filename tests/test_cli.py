@@ -270,8 +270,8 @@ def test_shipped_weights_record_their_run():
     from nin.report import augmented
     assert {"nin_mnist_bn", "nin_cifar10_bn"} <= set(hub.shipped())
     for name in hub.shipped():
-        model, pre, meta = hub.load_pretrained(name)
-        final, c = meta["result"]["final"], meta["config"]
+        model, pre, side = hub.load_pretrained(name)
+        final, c = side.result["final"], side.config
         aug = c["dataset"] == "cifar10" and augmented(c)  # the paper's only augmented row
         paper = PAPER_ERROR[c["dataset"] + ("_aug" if aug else "")]
         assert model.name == name and final["n"] == 10000 and 0 < final["error"] <= paper + 0.05

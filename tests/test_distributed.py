@@ -30,9 +30,9 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
                 "--nproc_per_node=2", "-m", "nin"]
     _run([*torchrun, *FLAGS, "--out", str(tmp_path / "two")])
     a = ckpt.load_checkpoint(tmp_path / "one")[0].state_dict()
-    b_model, _, meta = ckpt.load_checkpoint(tmp_path / "two")
+    b_model, _, side = ckpt.load_checkpoint(tmp_path / "two")
     b = b_model.state_dict()
-    assert meta["step"] == 5 and meta["env"]["world_size"] == 2
+    assert side.step == 5 and side.env["world_size"] == 2
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4, msg=k)
     # the weights moved: the comparison is not between two untouched initialisations

@@ -64,13 +64,13 @@ def test_shipped_weights_state_their_error_on_the_real_test_set(name, real_data_
     import json
 
     from nin.hub import load_pretrained
-    _, _, meta = load_pretrained(name)
-    stated = meta["result"]["final"]
+    _, _, side = load_pretrained(name)
+    stated = side.result["final"]
     # no --tta: eval evaluates as the run did (flip TTA for the modern CIFAR recipe)
     args = ["eval", "--weights", "pretrained", "--model", name, "--data-dir",
             str(real_data_dir), "--json"]
     capsys.readouterr()
     assert main(args) == 0
     got = json.loads(capsys.readouterr().out)
-    assert got["n"] == stated["n"] == 10000 and got["tta"] == meta["config"]["tta"]
+    assert got["n"] == stated["n"] == 10000 and got["tta"] == side.config["tta"]
     assert abs(got["error"] - stated["error"]) <= 0.05, (got["error"], stated["error"])

@@ -108,9 +108,9 @@ def test_corrupt_archive_is_named(tmp_path, fake_md5):
 def test_checkpoint_with_another_class_count(tmp_path):
     m = build_model("nin_cifar10")
     side = ckpt.save_checkpoint(tmp_path, 1, m, Preprocess("scale"), dict(config={}))
-    meta = ckpt.read_sidecar(side)
+    meta = ckpt.read_sidecar(side)  # a Sidecar
     with pytest.raises(ckpt.CheckpointError, match="weights for 10 classes, model has 100"):
-        ckpt.load_weights(side, meta, model=build_model("nin_cifar100"))
+        ckpt.load_weights(meta, model=build_model("nin_cifar100"))
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
@@ -141,8 +141,8 @@ def test_checkpoints_never_unpickle(tmp_path, monkeypatch):
         monkeypatch.setattr(pickle, name, refuse)
     monkeypatch.setattr(torch, "load", refuse)
     assert train(cfg, resume=True, **QUIET).finished
-    model, pre, meta = ckpt.load_checkpoint(tmp_path / "r")
-    assert meta["step"] == 4 and pre.kind == "scale"
+    model, pre, side = ckpt.load_checkpoint(tmp_path / "r")
+    assert side.step == 4 and pre.kind == "scale"
 
 
 # ---------------------------------------------------------------- training faults

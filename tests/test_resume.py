@@ -123,9 +123,9 @@ def test_the_optimizers_whole_state_is_saved_and_restored(tmp_path):
     train(_fixture_cfg(tmp_path / "o", max_steps=3, momentum=0.8), **QUIET)
     side = ckpt.latest_checkpoint(tmp_path / "o")
     meta = ckpt.read_sidecar(side, check=("weights", "state"))
-    groups = meta["optimizer"]["param_groups"]
+    groups = meta.run["optimizer"]["param_groups"]
     assert {g["momentum"] for g in groups} == {0.8} and all(g["nesterov"] for g in groups)
-    state = ckpt.load_state(side, meta)
+    state = ckpt.load_state(meta)
     n_params = sum(1 for _ in ckpt.load_checkpoint(side)[0].parameters())
     assert sum(k.endswith("momentum_buffer") for k in state) == n_params
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
@@ -156,9 +156,9 @@ def test_a_nin_built_directly_is_checkpointed_and_rebuilt(tmp_path):
     net = NIN([(3, (16, 8)), (3, (8, None))], in_chans=1, num_classes=4, input_size=12,
               drop_rate=0.0).eval()
     side = ckpt.save_checkpoint(tmp_path, 1, net, Preprocess("scale", 1, 12), dict(config={}))
-    back, _, meta = ckpt.load_checkpoint(side)
+    back, _, meta = ckpt.load_checkpoint(side)  # a Sidecar
     x = torch.randn(2, 1, 12, 12)
-    assert meta["model"] == "NIN" and torch.equal(back(x), net(x))
+    assert meta.model == "NIN" and torch.equal(back(x), net(x))
 
 
 def test_a_resumed_run_keeps_its_precision(tmp_path):

@@ -19,7 +19,7 @@ def mnist_pair():
 
 
 def test_each_pretrained_takes_the_next_model(mnist_pair):
-    assert [s.meta["model"] for s in mnist_pair] == ["nin_mnist_bn", "nin_mnist"]
+    assert [s.side.model for s in mnist_pair] == ["nin_mnist_bn", "nin_mnist"]
     assert mnist_pair[0].classes == [str(i) for i in range(10)]
     with pytest.raises(ConfigError, match="nin_mnist"):
         load_served(["pretrained"], ["nin_mnist_bn", "nin_mnist"])

@@ -45,8 +45,9 @@ def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     assert r.finished is False
     cut = train(_cfg(tmp_path, "cut", recipe, **kw), resume=True, **quiet)
     a, _ = _weights(tmp_path / "full")
-    b, meta = _weights(tmp_path / "cut")
-    assert meta["step"] == 16 and meta["epoch"] == 2
+    b, side = _weights(tmp_path / "cut")
+    meta = side.run
+    assert side.step == 16 and meta["epoch"] == 2
     assert meta["dropout"] == ("bits" if meta["precision"] == "bf16" else "torch")
     from nin.device import resolve_precision  # amp unset: what this CPU prefers
     assert meta["precision"] == full.precision == resolve_precision(torch.device("cpu"),
@@ -150,11 +151,11 @@ def _save(tmp_path, name="nin_mnist"):
 
 def test_checkpoint_round_trip_and_rotation(tmp_path):
     side, m = _save(tmp_path)
-    m2, pre, meta = ckpt.load_checkpoint(tmp_path)
+    m2, pre, back = ckpt.load_checkpoint(tmp_path)
     assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(),
                                                  m2.state_dict().values()))
-    assert meta["step"] == 7 and pre.kind == "scale"
-    assert ckpt.load_checkpoint(side.with_suffix(".safetensors"))[2]["step"] == 7
+    assert back.step == 7 and pre.kind == "scale"
+    assert ckpt.load_checkpoint(side.with_suffix(".safetensors"))[2].step == 7
     for step in (8, 9, 10):
         ckpt.save_checkpoint(tmp_path, step, m, pre, dict(config={}))
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["step-00000009.json",
@@ -210,8 +211,8 @@ def test_resume_when_max_steps_is_already_reached(tmp_path):
     r = train(_cfg(tmp_path, "m", max_steps=3), resume=True, log=lambda *_: None,
               progress=False)
     assert r.finished is False and r.steps == 3
-    meta = ckpt.read_sidecar(ckpt.latest_checkpoint(tmp_path / "m"), check=("weights", "state"))
-    assert meta["step"] == 3 and meta["step_in_epoch"] == 3
+    side = ckpt.read_sidecar(ckpt.latest_checkpoint(tmp_path / "m"), check=("weights", "state"))
+    assert side.step == 3 and side.run["step_in_epoch"] == 3
 
 
 def test_alternating_flips_mirror_each_image_in_every_other_epoch(tmp_path):
@@ -242,11 +243,11 @@ def test_the_weights_average_is_what_is_scored_and_saved(tmp_path):
     from nin.training import load_data
     cfg = _cfg(tmp_path, "ema", "modern", ema=0.9, amp=False)
     r = train(cfg, log=lambda *_: None, progress=False)
-    model, pre, meta = ckpt.load_checkpoint(tmp_path / "ema")
+    model, pre, side = ckpt.load_checkpoint(tmp_path / "ema")
     _, test_ds = load_data(cfg, torch.device("cpu"), log=lambda *_: None)
     assert evaluate(model, pre, test_ds, precision="fp32")["error"] == r.final["error"]
-    assert meta["ema"] is True and meta["state_version"] == 4
-    state = ckpt.load_state(ckpt.latest_checkpoint(tmp_path / "ema"), meta)
+    assert side.run["ema"] is True and side.run["state_version"] == 4
+    state = ckpt.load_state(side)
     raw = {k[len("train."):]: v for k, v in state.items() if k.startswith("train.")}
     assert raw.keys() == model.state_dict().keys()
     assert any(not torch.equal(raw[k], v) for k, v in model.state_dict().items()

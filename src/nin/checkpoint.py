@@ -6,14 +6,17 @@ A checkpoint `step-00001234` in a run's checkpoints/ folder is three files:
   step-00001234.json               config, preprocessing, epoch, step, sha256 of both files
 Each is written to a temporary name and renamed, the sidecar last, so a checkpoint whose sidecar
 exists is complete; the hashes catch a file damaged later. Loading never runs code: safetensors
-holds tensors only and JSON holds plain values.
+holds tensors only and JSON holds plain values. `Sidecar` is what the JSON says, typed: written
+only by `Sidecar.to_json` (through save_checkpoint and hub.package), read only by read_sidecar.
 
 A registered network is rebuilt from its name; a NIN built directly (model "NIN" in the sidecar)
 from the constructor arguments recorded in the sidecar's `arch`.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -23,10 +26,70 @@ from .errors import CheckpointError
 from .files import atomic_write, file_digest
 from .models import NIN, build_model
 from .preprocessing import Preprocess
+from .results import recorded_precision
 
 FORMAT = "nin-checkpoint-1"
 KEEP = 2  # checkpoints kept per run; older ones are deleted once a newer one is complete
-__all__ = ["CheckpointError", "atomic_write", "save_checkpoint", "load_checkpoint"]
+__all__ = ["CheckpointError", "Sidecar", "atomic_write", "save_checkpoint", "load_checkpoint"]
+
+
+@dataclass
+class Sidecar:
+    """What a checkpoint says. On disk one flat JSON object (format nin-checkpoint-1); files
+    from older versions load, a missing field taking its default. The run state's entries
+    (epoch, schedule, history, optimizer, ...: training.run_state_dict writes them,
+    training.load_run_state reads them) are kept together in `run`."""
+    model: str                    # a registered name, or "NIN" (built from `arch`)
+    num_classes: int
+    preprocess: dict              # Preprocess(**preprocess); its buffers are in the weights
+    files: dict                   # {"weights": {"name", "sha256"}, "state": {...}}
+    step: int = 0
+    arch: dict | None = None      # NIN's constructor arguments
+    config: dict = field(default_factory=dict)        # the run's TrainConfig, as a dict
+    model_kwargs: dict = field(default_factory=dict)  # build_model's extra arguments
+    classes: list | None = None   # class names, in label order
+    env: dict = field(default_factory=dict)           # where it ran (device.environment)
+    reason: str | None = None     # why this checkpoint was written
+    dtype: str | None = None      # shipped weights: the stored float type
+    result: dict | None = None    # shipped weights: the run's final result (result.json)
+    run: dict = field(default_factory=dict)           # the run state, for --resume
+    format: str = FORMAT
+    path: Path | None = field(default=None, compare=False)  # where it was read from
+
+    @classmethod
+    def from_dict(cls, d: dict, path: Path | None = None) -> "Sidecar":
+        names = {f.name for f in dataclasses.fields(cls)} - {"run", "path"}
+        return cls(**{k: v for k, v in d.items() if k in names},
+                   run={k: v for k, v in d.items() if k not in names}, path=path)
+
+    def to_json(self) -> bytes:
+        """The one serialization: flat, without the empty optional fields."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name not in ("run", "path")}
+        d = {k: v for k, v in d.items()
+             if not (k in ("reason", "dtype", "result", "classes", "arch", "env") and not v)}
+        return json.dumps({**d, **self.run}, indent=1).encode()
+
+    def file(self, key: str) -> Path:
+        """The weights or state file it names, beside it."""
+        return self.path.parent / self.files[key]["name"]
+
+    def class_names(self) -> list[str]:
+        return self.classes or [str(i) for i in range(self.num_classes)]
+
+    @property
+    def dataset(self) -> str | None:
+        return self.config.get("dataset")
+
+    @property
+    def tta(self) -> bool:
+        """Whether the run scored itself with flip TTA."""
+        return bool(self.config.get("tta"))
+
+    @property
+    def precision(self) -> str:
+        """The precision the run trained in (fp32 or bf16)."""
+        return recorded_precision({**self.run, "env": self.env, "config": self.config})
 
 
 def sha256_file(path: Path) -> str:
@@ -40,7 +103,8 @@ def _tensors(module: torch.nn.Module, prefix: str) -> dict:
 def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict,
                     state: dict | None = None) -> Path:
     """Write checkpoint `step` into folder; returns the sidecar's path. `state` holds the
-    tensors needed to resume (optimizer, RNG); meta must be JSON-serialisable."""
+    tensors needed to resume (optimizer, RNG); meta: the sidecar's other fields (config,
+    classes, ...) and the run state's entries, JSON-serialisable."""
     folder = Path(folder)
     for stale in folder.glob(".step-*.tmp"):  # left by a writer killed mid-write
         stale.unlink(missing_ok=True)
@@ -53,17 +117,17 @@ def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict
         atomic_write(sfile, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
         files["state"] = {"name": sfile.name, "sha256": sha256_file(sfile)}
     sidecar = folder / f"{stem}.json"
-    record = dict(format=FORMAT, model=model.name or "NIN", num_classes=model.num_classes,
-                  arch=model.arch, preprocess=preprocess.config(), step=step, files=files,
-                  **meta)
-    atomic_write(sidecar, json.dumps(record, indent=1).encode())
+    record = Sidecar.from_dict(dict(model=model.name or "NIN", num_classes=model.num_classes,
+                                    arch=model.arch, preprocess=preprocess.config(), step=step,
+                                    files=files, **meta))
+    atomic_write(sidecar, record.to_json())
     for old in sorted(folder.glob("step-*.json"))[:-KEEP]:
         for f in (old, old.with_suffix(".safetensors"), old.with_suffix(".state.safetensors")):
             f.unlink(missing_ok=True)
     return sidecar
 
 
-def read_sidecar(path: Path, check: tuple = ("weights",)) -> dict:
+def read_sidecar(path: Path, check: tuple = ("weights",)) -> Sidecar:
     """Read a sidecar and check the sha256 of the files named in `check`."""
     path = Path(path)
     try:
@@ -95,7 +159,10 @@ def read_sidecar(path: Path, check: tuple = ("weights",)) -> dict:
         if sha256_file(f) != entry["sha256"]:
             raise CheckpointError(f"{f}: sha256 does not match its sidecar {path.name}; the file "
                                   "is truncated or corrupt. Use an earlier checkpoint.")
-    return meta
+    try:
+        return Sidecar.from_dict(meta, path)
+    except TypeError as e:  # a field of the wrong kind
+        raise CheckpointError(f"{path}: a malformed checkpoint sidecar ({e})") from None
 
 
 def latest_checkpoint(folder) -> Path | None:
@@ -112,7 +179,7 @@ def checkpoints(folder) -> list[Path]:
 
 
 def latest_valid(folder, check=("weights", "state"), log=print):
-    """(sidecar, meta) of the newest checkpoint whose files match their hashes; a damaged newer
+    """(path, Sidecar) of the newest checkpoint whose files match their hashes; a damaged newer
     one is reported and skipped. (None, None) when there is none."""
     for sidecar in reversed(checkpoints(folder)):
         try:
@@ -122,8 +189,8 @@ def latest_valid(folder, check=("weights", "state"), log=print):
     return None, None
 
 
-def resolve(path) -> Path:
-    """A sidecar from a run folder, a sidecar, or a weights file."""
+def find_sidecar(path) -> Path:
+    """A sidecar's path from a run folder, a sidecar, or a weights file."""
     path = Path(path)
     if path.is_dir():
         found = latest_checkpoint(path)
@@ -143,25 +210,25 @@ def _split(tensors: dict, prefix: str) -> dict:
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
-def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
+def load_weights(side: Sidecar, model=None, map_location="cpu"):
     """Build (or fill) the model and preprocessing of a checkpoint; never executes code."""
-    f = sidecar.parent / meta["files"]["weights"]["name"]
+    f = side.file("weights")
     try:
         tensors = load_file(str(f), device=str(map_location))
     except Exception as e:
         raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
     if model is None:
-        model = build_from_sidecar(sidecar, meta)
-    elif model.num_classes != meta["num_classes"]:
-        raise CheckpointError(f"{f}: weights for {meta['num_classes']} classes, model has "
+        model = build_from_sidecar(side)
+    elif model.num_classes != side.num_classes:
+        raise CheckpointError(f"{f}: weights for {side.num_classes} classes, model has "
                               f"{model.num_classes}")
     try:
         model.load_state_dict(_split(tensors, "model"))
     except RuntimeError as e:
-        raise CheckpointError(f"{f}: holds weights of {meta['model']} that do not fit "
+        raise CheckpointError(f"{f}: holds weights of {side.model} that do not fit "
                               f"{getattr(model, 'name', 'this model')}: {str(e)[:300]}") from None
     try:
-        pre = Preprocess(**meta["preprocess"])
+        pre = Preprocess(**side.preprocess)
         pre.load_state_dict(_split(tensors, "preprocess"))
     except (ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"{f}: its preprocessing does not load ({str(e)[:300]})") from None
@@ -169,31 +236,29 @@ def load_weights(sidecar: Path, meta: dict, model=None, map_location="cpu"):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """(model, preprocess, meta) from a run folder, sidecar or weights file, hashes checked."""
-    sidecar = resolve(path)
-    meta = read_sidecar(sidecar)
-    model, pre = load_weights(sidecar, meta, map_location=map_location)
-    return model.eval(), pre, meta
+    """(model, preprocess, Sidecar) from a run folder, sidecar or weights file, hashes
+    checked."""
+    side = read_sidecar(find_sidecar(path))
+    model, pre = load_weights(side, map_location=map_location)
+    return model.eval(), pre, side
 
 
-def load_state(sidecar: Path, meta: dict) -> dict:
-    f = sidecar.parent / meta["files"]["state"]["name"]
-    return load_file(str(f))
+def load_state(side: Sidecar) -> dict:
+    return load_file(str(side.file("state")))
 
 
-def build_from_sidecar(sidecar: Path, meta: dict) -> NIN:
+def build_from_sidecar(side: Sidecar) -> NIN:
     """A fresh network of the checkpoint's architecture (weights not loaded yet): registered
     names from the registry (so weights that do not fit are refused), a NIN built directly
     from its recorded constructor arguments."""
     try:
-        if meta["model"] == "NIN" and isinstance(meta.get("arch"), dict):
-            arch = dict(meta["arch"])
+        if side.model == "NIN" and isinstance(side.arch, dict):
+            arch = dict(side.arch)
             arch["blocks"] = [(k, tuple(w)) for k, w in arch["blocks"]]
             return NIN(**arch)
-        return build_model(meta["model"], num_classes=meta["num_classes"],
-                           **meta.get("model_kwargs", {}))
+        return build_model(side.model, num_classes=side.num_classes, **side.model_kwargs)
     except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"{sidecar}: cannot build its model ({e})") from None
+        raise CheckpointError(f"{side.path}: cannot build its model ({e})") from None
 
 
 # ---------------------------------------------------------------- optimizer state

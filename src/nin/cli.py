@@ -200,9 +200,9 @@ def _add_tta(p):
                         "evaluated in training, so that a run's stated error is reproduced)")
 
 
-def _tta(args, meta) -> bool:
+def _tta(args, side) -> bool:
     """--tta / --no-tta if given, else what the run evaluated with."""
-    return args.tta if args.tta is not None else bool(meta.get("config", {}).get("tta"))
+    return args.tta if args.tta is not None else side.tta
 
 
 def _load(args):
@@ -270,16 +270,15 @@ def cmd_eval(args):
     from .models import model_info
     if not 0 <= args.tta_shift <= 8:
         raise ConfigError(f"--tta-shift {args.tta_shift}: use 0 (off) to 8 pixels")
-    model, pre, meta = _load(args)
-    dataset = args.dataset or meta.get("config", {}).get("dataset") or \
-        model_info(meta["model"])["dataset"]
-    ds = load_for_weights(meta, model, args.split, dataset, args.data_dir)
+    model, pre, side = _load(args)
+    dataset = args.dataset or side.dataset or model_info(side.model)["dataset"]
+    ds = load_for_weights(side, model, args.split, dataset, args.data_dir)
     device = pick_device(args.device)
-    model, pre, tta = model.to(device), pre.to(device), _tta(args, meta)
+    model, pre, tta = model.to(device), pre.to(device), _tta(args, side)
     with torch.no_grad():
         ev = evaluate(model, pre, ds, args.batch_size, tta=tta, precision=args.precision,
                       tta_shift=args.tta_shift)
-    out = dict(model=meta["model"], weights=args.weights, dataset=dataset, split=args.split,
+    out = dict(model=side.model, weights=args.weights, dataset=dataset, split=args.split,
                n=ev["n"], error=ev["error"], accuracy=100 - ev["error"], loss=ev["loss"],
                tta=tta, tta_shift=args.tta_shift,
                precision=args.precision or eval_precision(device),
@@ -301,10 +300,9 @@ def cmd_eval(args):
 
 def cmd_predict(args):
     from .evaluation import predict_images
-    model, pre, meta = _load(args)
-    classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
-    results = predict_images(model, pre, args.images, classes, args.topk,
-                             _tta(args, meta))
+    model, pre, side = _load(args)
+    results = predict_images(model, pre, args.images, side.class_names(), args.topk,
+                             _tta(args, side))
     if args.json:
         print(json.dumps(results, indent=1))
         return 0
@@ -319,13 +317,13 @@ def cmd_maps(args):
 
     from .folder import load_image
     from .visualization import draw_grid, draw_maps
-    model, pre, meta = _load(args)
-    classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
+    model, pre, side = _load(args)
+    classes = side.class_names()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.dataset:
         from .data import load_for_weights
-        ds = load_for_weights(meta, model, args.split, args.dataset, args.data_dir)
+        ds = load_for_weights(side, model, args.split, args.dataset, args.data_dir)
         bad = [i for i in args.index if not 0 <= i < len(ds)]
         if bad:
             raise ConfigError(f"--index {bad}: {args.dataset}/{args.split} has {len(ds)} "
@@ -368,18 +366,18 @@ def cmd_shifts(args):
     out.mkdir(parents=True, exist_ok=True)
     curves, keys = _read_curves(out / "shifts.json"), []
     for i, run in enumerate(args.runs):
-        model, pre, meta = load_weights_arg("pretrained" if args.pretrained else run,
+        model, pre, side = load_weights_arg("pretrained" if args.pretrained else run,
                                             run if args.pretrained else None)
-        key = meta["model"] if args.pretrained else Path(run).name
+        key = side.model if args.pretrained else Path(run).name
         keys.append(key)
-        ds = load_for_weights(meta, model, "test", root=args.data_dir)
+        ds = load_for_weights(side, model, "test", root=args.data_dir)
         ds = ds.take(slice(0, args.subset)) if args.subset else ds
-        sha = meta.get("files", {}).get("weights", {}).get("sha256")
+        sha = side.files["weights"]["sha256"]
         c = curves.get(key)
         with torch.no_grad():
             if not (c and (c.get("weights"), c["n"], c["shifts"][-1], c.get("precision")) ==
                     (sha, len(ds), args.max_shift, args.precision)):
-                c = curves[key] = {"model": meta["model"], "weights": sha,
+                c = curves[key] = {"model": side.model, "weights": sha,
                                    **shift_errors(model, pre, ds, args.max_shift,
                                                   precision=args.precision)}
                 atomic_write(out / "shifts.json", json.dumps(curves, indent=1).encode())
@@ -424,8 +422,8 @@ def cmd_serve(args):
 
 def cmd_export(args):
     from .export import export_onnx
-    model, pre, meta = _load(args)
-    print(f"{export_onnx(model, pre, args.onnx)}: {meta['model']} with {pre.kind} "
+    model, pre, side = _load(args)
+    print(f"{export_onnx(model, pre, args.onnx)}: {side.model} with {pre.kind} "
           "preprocessing; input float32 (N, C, H, W) pixels 0-255, output probabilities")
     return 0
 

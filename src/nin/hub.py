@@ -9,12 +9,12 @@ the run they come from (config, epochs, the test error it measured). `package` m
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 from pathlib import Path
 
 from safetensors.torch import load_file, save
 
-from .checkpoint import load_checkpoint, read_sidecar, resolve, sha256_file
+from .checkpoint import find_sidecar, load_checkpoint, read_sidecar, sha256_file
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
 from .models import NIN, build_model, list_models
@@ -36,11 +36,10 @@ def pretrained_info(name: str) -> dict | None:
     sidecar = WEIGHTS_DIR / f"{name}.json"
     if not sidecar.is_file():
         return None
-    meta = json.loads(sidecar.read_text())
-    final = (meta.get("result") or {}).get("final") or {}
+    side = read_sidecar(sidecar, check=())
+    final = (side.result or {}).get("final") or {}
     return dict(error=final.get("error"), split=final.get("split"), n=final.get("n"),
-                tta=bool(meta.get("config", {}).get("tta")),
-                dtype=meta.get("dtype", "float32"))
+                tta=side.tta, dtype=side.dtype or "float32")
 
 
 def create_model(name: str, pretrained: bool = False, num_classes: int | None = None,
@@ -81,7 +80,7 @@ def transfer(model: NIN, source: NIN, where="the weights") -> list[str]:
 
 
 def load_pretrained(name: str, map_location="cpu"):
-    """(model, preprocess, meta) of the weights shipped for `name`."""
+    """(model, preprocess, Sidecar) of the weights shipped for `name`."""
     sidecar = WEIGHTS_DIR / f"{name}.json"
     if not sidecar.is_file():
         raise CheckpointError(
@@ -93,7 +92,7 @@ def load_pretrained(name: str, map_location="cpu"):
 
 def load_weights_arg(weights: str, model: str | None = None, map_location="cpu"):
     """What the CLI's --weights names: 'pretrained' (with --model), a run folder or a
-    checkpoint file. Returns (model, preprocess, meta)."""
+    checkpoint file. Returns (model, preprocess, Sidecar)."""
     if weights == "pretrained":
         if not model:
             raise CheckpointError("--weights pretrained needs --model NAME (shipped: "
@@ -116,23 +115,20 @@ def package(run, name: str, out_dir: Path | None = None, half: bool = False) -> 
     create_model(name, pretrained=True) and `nin eval --weights pretrained` find them.
     half=True stores the network in fp16: check its test error against the run's."""
     out_dir = Path(out_dir or WEIGHTS_DIR)
-    sidecar = resolve(run)
-    meta = read_sidecar(sidecar)
-    if meta["model"] != name:
-        raise CheckpointError(f"{sidecar}: holds {meta['model']}, not {name}")
-    result_file = sidecar.parent.parent / "result.json"
+    side = read_sidecar(find_sidecar(run))
+    if side.model != name:
+        raise CheckpointError(f"{side.path}: holds {side.model}, not {name}")
+    result_file = side.path.parent.parent / "result.json"
     result = RunResult.read(result_file) if result_file.is_file() else None
     weights = out_dir / f"{name}.safetensors"
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = sidecar.parent / meta["files"]["weights"]["name"]
+    src = side.file("weights")
     atomic_write(weights, _half(src) if half else src.read_bytes())
-    record = {k: meta[k] for k in ("format", "model", "num_classes", "arch", "preprocess",
-                                   "step", "config", "model_kwargs", "classes") if k in meta}
-    record["files"] = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
-    record["dtype"] = "float16" if half else "float32"
-    if result is not None:
-        record["result"] = dict(final=result.final, epochs_run=result.epochs_run,
-                                wall_s=result.wall_s, env=result.env)
+    record = dataclasses.replace(  # the network, not the run's state or machine
+        side, files={"weights": {"name": weights.name, "sha256": sha256_file(weights)}},
+        dtype="float16" if half else "float32", env={}, reason=None, run={},
+        result=None if result is None else dict(final=result.final, epochs_run=result.epochs_run,
+                                                 wall_s=result.wall_s, env=result.env))
     path = out_dir / f"{name}.json"
-    atomic_write(path, json.dumps(record, indent=1).encode())
+    atomic_write(path, record.to_json())
     return path

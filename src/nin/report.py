@@ -368,12 +368,12 @@ def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int
         from .data import load_for_weights
         from .hub import load_weights_arg
         from .visualization import draw_grid
-        model, pre, meta = load_weights_arg(weights, model)
-        ds = load_for_weights(meta, model, "test", root=data_dir)
+        model, pre, side = load_weights_arg(weights, model)
+        ds = load_for_weights(side, model, "test", root=data_dir)
         with torch.no_grad():
             g = draw_grid(model, pre, ds.images[:n_maps], ds.labels[:n_maps].tolist(),
                           ds.classes, out / "maps.png")
-        lines += [f"The first {n_maps} test images of {ds.name} with {meta['model']}'s class "
+        lines += [f"The first {n_maps} test images of {ds.name} with {side.model}'s class "
                   f"maps (true class framed); the true class's map has the highest mean for "
                   f"{100 * g['true_class_strongest']:.0f} % of them.", "",
                   "![confidence maps](maps.png)", ""]

@@ -35,13 +35,13 @@ class Served:
     label: str
     model: object
     pre: object
-    meta: dict
+    side: object                  # checkpoint.Sidecar: what the weights say
     classes: list
     test: object = field(default=None, repr=False)  # its test split, read on first use
 
     @property
     def dataset(self) -> str:
-        return self.meta.get("config", {}).get("dataset") or "cifar10"
+        return self.side.dataset or "cifar10"
 
 
 def load_served(weights: list[str], models: list[str] | None) -> list[Served]:
@@ -50,10 +50,9 @@ def load_served(weights: list[str], models: list[str] | None) -> list[Served]:
     out = []
     for w in weights:
         name = names.pop(0) if w == "pretrained" and names else None
-        model, pre, meta = load_weights_arg(w, name)
-        classes = meta.get("classes") or [str(i) for i in range(model.num_classes)]
-        label = f"{meta['model']} (pretrained)" if w == "pretrained" else f"{meta['model']} ({w})"
-        out.append(Served(label, model.eval(), pre, meta, classes))
+        model, pre, side = load_weights_arg(w, name)
+        label = f"{side.model} (pretrained)" if w == "pretrained" else f"{side.model} ({w})"
+        out.append(Served(label, model.eval(), pre, side, side.class_names()))
     if names:
         raise ConfigError(f"--model {' '.join(names)}: no --weights pretrained left to take it")
     return out
@@ -63,7 +62,7 @@ def dataset_image(s: Served, index: int, data_dir) -> torch.Tensor:
     """Test image `index` of the network's own dataset, at its channels and size."""
     if s.test is None:
         from .data import load_for_weights
-        s.test = load_for_weights(s.meta, s.model, "test", None, data_dir)
+        s.test = load_for_weights(s.side, s.model, "test", None, data_dir)
     if not 0 <= index < len(s.test):
         raise ConfigError(f"index {index}: {s.dataset}/test has {len(s.test)} images "
                           f"(0 to {len(s.test) - 1})")
@@ -84,7 +83,7 @@ def analyse(s: Served, image: torch.Tensor, shift: int, direction: str, folder: 
     moved = f", moved {shift} px {direction}" if shift else ""
     r = draw_maps(s.model, s.pre, x, s.classes, png, topk, title=moved.lstrip(", "), ncols=3)
     box = "no box (the top map is zero)" if r["box"] is None else f"box {r['box']}"
-    line = f"{s.meta['model']}: {s.classes[r['pred']]} {100 * r['prob']:.1f} %, {box}{moved}"
+    line = f"{s.side.model}: {s.classes[r['pred']]} {100 * r['prob']:.1f} %, {box}{moved}"
     return scores, line, str(png)
 
 

@@ -43,7 +43,7 @@ from .models import (ARCHS, build_model, count_params, first_conv, freeze_rows, 
                      set_dropout_bits, whiten_first_conv, whiten_rows)
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
-from .results import RunResult, recorded_precision
+from .results import RunResult
 
 DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening filters (airbench: 5000)
@@ -299,7 +299,7 @@ def restore(run: Run, resume: bool) -> bool:
     run.state.new_epoch(run.device)
     run.state.dead_streak = torch.zeros((), device=run.device, dtype=torch.long)
     metrics = run.out / "metrics.jsonl"
-    last, meta = ckpt.latest_valid(run.out, log=run.log) if resume else (None, None)
+    last, side = ckpt.latest_valid(run.out, log=run.log) if resume else (None, None)
     if last is None:
         if resume:
             run.log(f"--resume: no checkpoint in {run.out}; starting from scratch")
@@ -316,22 +316,22 @@ def restore(run: Run, resume: bool) -> bool:
             run.ema.load_state_dict(run.model.state_dict())
         run.dropout = dropout_masks(run.device, run.precision)
         return False
-    check_resumable(meta["config"], run.cfg, last)
-    _keep_precision(run, meta, last)
-    _, saved_pre = ckpt.load_weights(last, meta, model=run.scored, map_location=run.device)
+    check_resumable(side.config, run.cfg, last)
+    _keep_precision(run, side, last)
+    _, saved_pre = ckpt.load_weights(side, model=run.scored, map_location=run.device)
     run.pre.load_state_dict(saved_pre.state_dict())
-    load_run_state(run, meta, ckpt.load_state(last, meta), last)
+    load_run_state(run, side, ckpt.load_state(side), last)
     if run.main:
         _truncate_log(metrics, run.state.step)
     run.log(f"resumed from {last} (epoch {run.state.epoch}, step {run.state.step})")
     return True
 
 
-def _keep_precision(run: Run, meta: dict, where):
+def _keep_precision(run: Run, side: ckpt.Sidecar, where):
     """A resumed run keeps the precision it ran in (checkpoints before it was recorded ran bf16
     on CUDA with amp, fp32 elsewhere). Asking for the other one with --amp/--no-amp is refused:
     it would change every step from here on."""
-    saved = recorded_precision(meta)
+    saved = side.precision
     if run.cfg.amp is not None and resolve_precision(run.device, run.cfg.amp) != saved:
         flag = "--amp" if saved == "bf16" else "--no-amp"
         raise ConfigError(f"{where}: the run trained in {saved}; resume it in {saved} (drop the "
@@ -344,10 +344,10 @@ def start_from_weights(run: Run):
     the preprocessing is refitted on this training split unless pretrained_stats."""
     from .hub import load_weights_arg, transfer
     cfg = run.cfg
-    source, source_pre, meta = load_weights_arg(cfg.weights, cfg.model)
-    if meta["model"] != cfg.model:
-        raise ConfigError(f"--weights {cfg.weights} holds {meta['model']}, not {cfg.model}; "
-                          f"give --model {meta['model']} or weights of {cfg.model}")
+    source, source_pre, side = load_weights_arg(cfg.weights, cfg.model)
+    if side.model != cfg.model:
+        raise ConfigError(f"--weights {cfg.weights} holds {side.model}, not {cfg.model}; "
+                          f"give --model {side.model} or weights of {cfg.model}")
     fresh = transfer(run.model, source.to(run.device), where=f"--weights {cfg.weights}")
     if cfg.pretrained_stats:
         if source_pre.kind != run.pre.kind:
@@ -357,7 +357,7 @@ def start_from_weights(run: Run):
         run.pre.load_state_dict(source_pre.state_dict())
     else:
         run.pre.fit(run.train_ds.images)
-    run.log(f"started from {cfg.weights} ({meta['model']}); "
+    run.log(f"started from {cfg.weights} ({side.model}); "
             + (f"new classifier: {', '.join(fresh)}" if fresh else "all layers loaded")
             + ("; its preprocessing statistics" if cfg.pretrained_stats else
                "; preprocessing refitted on this training split"))
@@ -398,31 +398,32 @@ def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
     return meta, tensors
 
 
-def load_run_state(run: Run, meta: dict, tensors: dict, where):
+def load_run_state(run: Run, side: ckpt.Sidecar, tensors: dict, where):
     """The inverse of run_state_dict, for this rank."""
-    version = meta.get("state_version", 1)
+    saved = side.run
+    version = saved.get("state_version", 1)
     if version > STATE_VERSION:
         raise ckpt.CheckpointError(f"{where}: written by a newer nin (run state version "
                                    f"{version}, this one reads up to {STATE_VERSION}); upgrade nin")
     r, device = run.rank, run.device
-    run.dropout = meta.get("dropout", "torch")  # before version 3: torch's masks
+    run.dropout = saved.get("dropout", "torch")  # before version 3: torch's masks
     if run.ema is not None:
         run.model.load_state_dict({k[len("train."):]: v for k, v in tensors.items()
                                    if k.startswith("train.")})
-    ckpt.load_optimizer_state(run.opt, tensors, meta.get("optimizer"), device)
+    ckpt.load_optimizer_state(run.opt, tensors, saved.get("optimizer"), device)
     torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
     if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
         torch.cuda.set_rng_state(tensors[f"rng.cuda.{r}"])
     run.data_gen.set_state(tensors["rng.data"].to(run.data_gen.get_state().device))
-    run.sched.load(meta["schedule"])
-    s = run.state = RunState(step=meta["step"], epoch=meta["epoch"], wall_s=meta["wall_s"],
-                             step_in_epoch=meta["step_in_epoch"], history=meta["history"])
+    run.sched.load(saved["schedule"])
+    s = run.state = RunState(step=side.step, epoch=saved["epoch"], wall_s=saved["wall_s"],
+                             step_in_epoch=saved["step_in_epoch"], history=saved["history"])
     s.new_epoch(device)
     if s.step_in_epoch:  # resuming inside an epoch: its training accuracy counts all of it
         s.loss_sum = tensors[f"run.loss_sum.{r}"].to(device)
         s.correct = tensors[f"run.correct.{r}"].to(device)
-        s.seen = meta["seen_in_epoch"][r]
-    s.dead_streak = torch.tensor(meta.get("dead_streak", 0), device=device)
+        s.seen = saved["seen_in_epoch"][r]
+    s.dead_streak = torch.tensor(saved.get("dead_streak", 0), device=device)
 
 
 def save(run: Run, reason: str):

@@ -253,19 +253,18 @@ def load_dataset(name: str, split: str = "train", root=None, verify: bool = True
                    classes, name, split)
 
 
-def load_for_weights(meta: dict, model, split: str = "test", name: str | None = None,
+def load_for_weights(side, model, split: str = "test", name: str | None = None,
                      root=None) -> Dataset:
     """The split to score or draw with trained weights: their own dataset unless `name` is
     given; a folder dataset is read from the run's --data-dir unless root is given, at the
     network's channels and size, and must still have the classes the run trained on."""
-    config = meta.get("config", {})
-    name = name or config.get("dataset") or "cifar10"
+    name = name or side.dataset or "cifar10"
     if name == "folder":
-        root = root or config.get("data_dir")
+        root = root or side.config.get("data_dir")
     ds = load_dataset(name, split, root, in_chans=model.in_chans, size=model.input_size)
-    if name == "folder" and meta.get("classes") and ds.classes != meta["classes"]:
-        raise DataError(f"{root}: its classes {ds.classes} are not the {len(meta['classes'])} "
-                        f"the weights were trained on ({', '.join(meta['classes'])})")
+    if name == "folder" and side.classes and ds.classes != side.classes:
+        raise DataError(f"{root}: its classes {ds.classes} are not the {len(side.classes)} "
+                        f"the weights were trained on ({', '.join(side.classes)})")
     return ds
 
 
