@@ -10,7 +10,7 @@ from common import environment, table, write
 from nin.models import build_model
 from nin.preprocessing import Preprocess
 from nin.device import autocast
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import make_optimizer, train_step
 
 
@@ -22,7 +22,7 @@ def main():
     rows = []
     for name, recipe in (("nin_cifar10", "paper"), ("nin_cifar10_bn", "modern")):
         for batch in (128, 256, 512, 1024, 2048):
-            cfg = make_config(recipe, "cifar10", batch_size=batch)
+            cfg = resolve(dict(recipe=recipe, dataset="cifar10", batch_size=batch))
             model = build_model(name).to(device).to(memory_format=torch.channels_last)
             pre = Preprocess(cfg.preprocess, 3, 32).to(device)
             opt = make_optimizer(model, cfg, True)

@@ -12,7 +12,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from common import environment, table, write
 
-from nin.config import make_config
+from nin.config import resolve
 from nin.device import autocast, dropout_masks
 from nin.models import build_model, set_dropout_bits
 from nin.preprocessing import Preprocess, augment
@@ -24,7 +24,7 @@ BATCH, STEPS = 64, 10
 def setup(model_name: str, precision: str, compiled: bool, size: int):
     """One training step of the recipe the model is trained with, on resident uint8 images."""
     recipe = "modern" if model_name.endswith("_bn") else "paper"
-    cfg = make_config(recipe, "cifar10", batch_size=BATCH)
+    cfg = resolve(dict(recipe=recipe, dataset="cifar10", batch_size=BATCH))
     torch.manual_seed(0)
     model = build_model(model_name, init="kaiming").to(memory_format=torch.channels_last)
     set_dropout_bits(model, dropout_masks(torch.device("cpu"), precision) == "bits")

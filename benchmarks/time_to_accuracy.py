@@ -21,7 +21,7 @@ import torch
 
 from common import environment, table, write
 
-from nin.config import make_config, resolve
+from nin.config import resolve
 from nin.results import RunResult
 from nin.training import train
 
@@ -47,7 +47,7 @@ def seconds_to_target(history: list, target: float):
 def full_size_epoch_s(runs: list[RunResult]) -> float | None:
     """Median training seconds of a whole epoch at full image size (after any crop epochs)."""
     times = [h["time_s"] for r in runs for h in r.history
-             if h["epoch"] > (r.config.get("crop_epochs") or 0) and not h.get("partial")]
+             if h["epoch"] > (r.config.crop_epochs or 0) and not h.get("partial")]
     return round(statistics.median(times), 1) if times else None
 
 
@@ -70,14 +70,15 @@ def from_runs(folders) -> list:
             continue
         r = RunResult.read(f)
         c = r.config
-        if c["eval_split"] != "test" or c.get("subset") or c["dataset"] not in TARGETS:
+        if c.eval_split != "test" or c.subset or c.dataset not in TARGETS:
             continue
-        crop = f"{c['crop_size']} px x {c['crop_epochs']}" if c.get("crop_epochs") else None
+        crop = f"{c.crop_size} px x {c.crop_epochs}" if c.crop_epochs else None
         # dropout masks: results from before the field was recorded used torch's; a bias rate
         # off the recipe's default is another recipe (None: the default)
-        mult = c.get("bias_lr_mult")
-        mult = None if mult == make_config(c["recipe"], c["dataset"]).bias_lr_mult else mult
-        key = (c["dataset"], c["model"], c["recipe"], c["epochs"], crop, r.precision, c["tta"],
+        mult = c.bias_lr_mult
+        mult = None if mult == resolve(dict(recipe=c.recipe,
+                                            dataset=c.dataset)).bias_lr_mult else mult
+        key = (c.dataset, c.model, c.recipe, c.epochs, crop, r.precision, c.tta,
                r.dropout or "torch", mult)
         groups.setdefault(key, []).append(r)
     rows = []
@@ -87,7 +88,7 @@ def from_runs(folders) -> list:
         per_seed = []
         for r in runs:
             sec, epoch = seconds_to_target(r.history, target)
-            per_seed.append(dict(seed=r.config["seed"], seconds=sec, epoch=epoch,
+            per_seed.append(dict(seed=r.config.seed, seconds=sec, epoch=epoch,
                                  final_error=r.error, run=str(r.folder)))
         times = [p["seconds"] for p in per_seed]
         epoch_s = full_size_epoch_s(runs)

@@ -20,14 +20,14 @@ from common import environment, matmul_peak, sync, table, write
 from nin.models import build_model, count_macs, model_info, set_dropout_bits
 from nin.preprocessing import Preprocess, augment
 from nin.device import PRECISIONS, autocast, cpu_has_native_bf16, dropout_masks
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import compile_or_eager, make_optimizer, train_step
 
 
 def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size,
             dropout="auto", compile_mode="default"):
     dataset = model_info(model_name)["dataset"]  # the recipe's settings for its images
-    cfg = make_config(recipe, dataset, batch_size=batch)
+    cfg = resolve(dict(recipe=recipe, dataset=dataset, batch_size=batch))
     cuda = device.type == "cuda"
     model = build_model(model_name, init="kaiming").to(device)
     model = model.to(memory_format=torch.channels_last)
@@ -80,7 +80,8 @@ def main():
     ap.add_argument("--name", help="JSON file name (default: train_throughput_DEVICE)")
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--compile-mode", default="default",
-                    help="torch.compile mode (reduce-overhead: CUDA graphs, for launch-bound steps)")
+                    help="torch.compile mode (reduce-overhead: CUDA graphs, for launch-bound "
+                         "steps)")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"

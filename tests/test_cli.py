@@ -204,7 +204,7 @@ def test_help_answers_without_importing_torch():
 def test_every_config_field_is_a_flag_with_the_recipes_default(capsys):
     import dataclasses
 
-    from nin.config import TrainConfig, make_config
+    from nin.config import TrainConfig, resolve
     with pytest.raises(SystemExit):
         main(["train", "--recipe", "modern", "--dataset", "mnist", "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -216,9 +216,10 @@ def test_every_config_field_is_a_flag_with_the_recipes_default(capsys):
                  "--no-nesterov", "--bias-lr-mult", "3", "--no-amp", "--no-channels-last",
                  "--milestones", "2,4", "--print-config"]) == 0
     cfg = json.loads(capsys.readouterr().out)
-    want = make_config("modern", "mnist", momentum=0.8, nesterov=False, bias_lr_mult=3.0,
+    want = resolve(dict(recipe="modern", dataset="mnist", momentum=0.8, nesterov=False,
+                        bias_lr_mult=3.0,
                        amp=False, channels_last=False, milestones=(2, 4), schedule="step",
-                       out="runs/nin_mnist_bn-modern").to_dict()
+                       out="runs/nin_mnist_bn-modern")).to_dict()
     assert cfg == json.loads(json.dumps(want))
 
 
@@ -279,14 +280,14 @@ def test_shipped_weights_record_their_run():
 
 
 def test_table_cells_name_what_a_run_changed_from_its_recipe():
-    from nin.config import make_config
+    from nin.config import resolve
     from nin.report import cell, changes
-    paper = make_config("paper", "mnist", init="kaiming", lr=0.01, schedule="step",
-                        milestones=(12, 17), epochs=20, seed=4).to_dict()
+    paper = resolve(dict(recipe="paper", dataset="mnist", init="kaiming", lr=0.01, schedule="step",
+                        milestones=(12, 17), epochs=20, seed=4)).to_dict()
     assert changes(paper) == ["init kaiming", "lr 0.01", "schedule step", "milestones 12,17",
                               "epochs 20"]  # the seed and the folder are not recipe changes
-    assert changes(make_config("modern", "mnist", seed=2, out="x").to_dict()) == []
-    older = make_config("modern", "mnist").to_dict()
+    assert changes(resolve(dict(recipe="modern", dataset="mnist", seed=2, out="x")).to_dict()) == []
+    older = resolve(dict(recipe="modern", dataset="mnist")).to_dict()
     del older["crop_size"], older["crop_epochs"]  # a run from before these fields existed
     assert changes(older) == []
     row = dict(mean=0.5, std=0.0, n=1, wall_s=[600.0], epochs=[20], config=paper, threads=[2])
@@ -299,10 +300,10 @@ def test_table_cells_name_what_a_run_changed_from_its_recipe():
 def test_table_cell_shows_the_headline_runs_not_a_short_one():
     """Three seeds of the full schedule outrank one short time-to-accuracy run of the same
     network and recipe, whatever the order they are found in."""
-    from nin.config import make_config
+    from nin.config import resolve
     from nin.report import find
-    full = make_config("modern", "mnist").to_dict()
-    short = make_config("modern", "mnist", epochs=7).to_dict()
+    full = resolve(dict(recipe="modern", dataset="mnist")).to_dict()
+    short = resolve(dict(recipe="modern", dataset="mnist", epochs=7)).to_dict()
     common = dict(dataset="mnist", model="nin_mnist_bn", recipe="modern", translate=2,
                   flip=False, std=0.0, wall_s=[600.0], threads=[2])
     rows = [dict(common, mean=0.38, n=1, epochs=[7], config=short),
@@ -315,7 +316,7 @@ def test_table_cell_shows_the_headline_runs_not_a_short_one():
     assert [g.split(";")[0] for g in got] == ["0.28 ± 0.00 (n=3), no TTA",
                                               "0.25 (1 seed), flip TTA"]
     # a second recipe with as many seeds and epochs is shown beside it, its change named
-    biased = make_config("modern", "mnist", bias_lr_mult=8.0).to_dict()
+    biased = resolve(dict(recipe="modern", dataset="mnist", bias_lr_mult=8.0)).to_dict()
     tie = dict(common, mean=0.30, n=3, epochs=[12] * 3, config=biased)
     got = find(rows + [tie], "mnist", "nin_mnist_bn", "modern", True).split("<br>")
     assert [g.split(";")[0] for g in got] == ["0.28 ± 0.00 (n=3), no TTA",
@@ -329,10 +330,11 @@ def test_time_to_accuracy_rows_from_runs(tmp_path):
     import importlib
     from pathlib import Path
 
-    from nin.config import make_config
+    from nin.config import resolve
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     tta = importlib.import_module("time_to_accuracy")
-    cfg = make_config("modern", "cifar10", epochs=4, crop_size=24, crop_epochs=2).to_dict()
+    cfg = resolve(dict(recipe="modern", dataset="cifar10", epochs=4, crop_size=24,
+                       crop_epochs=2)).to_dict()
     errors = [40.0, 20.0, 8.81, 8.5]
     history = [dict(epoch=e + 1, time_s=t, test_error=err)
                for e, (t, err) in enumerate(zip([100, 100, 180, 200], errors))]
@@ -356,12 +358,13 @@ def test_time_to_accuracy_rows_from_runs(tmp_path):
 def test_an_unfinished_run_shows_what_it_reached(tmp_path):
     """A run committed mid-way (metrics and resume/, no result.json) fills its table cell with
     its last evaluated error and epoch, never a projection; a finished one does not."""
-    from nin.config import make_config
+    from nin.config import resolve
     from nin.report import unfinished
     run = tmp_path / "results" / "cpu" / "r"
     (run / "resume").mkdir(parents=True)
-    cfg = make_config("modern", "cifar10", epochs=75).to_dict()
-    (run / "resume" / "step-00000010.json").write_text(json.dumps(dict(config=cfg)))
+    cfg = resolve(dict(recipe="modern", dataset="cifar10", epochs=75)).to_dict()
+    side = ckpt.Sidecar(model=cfg["model"], num_classes=10, preprocess={}, files={}, config=cfg)
+    (run / "resume" / "step-00000010.json").write_bytes(side.to_json())
     (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
         dict(epoch=5, test_error=30.0), dict(epoch=6), dict(epoch=6.5, partial=True)]))
     cell = unfinished(tmp_path, "cifar10", cfg["model"], "modern")
@@ -374,7 +377,7 @@ def test_an_unfinished_run_shows_what_it_reached(tmp_path):
 def test_config_files_follow_the_rules_of_flags(tmp_path, capsys):
     """A config file is checked as flags are, resolved in the same order (defaults, recipe,
     its dataset settings, the file, then flags), and a sweep file is sent to `nin sweep`."""
-    from nin.config import make_config
+    from nin.config import resolve
 
     def cfg_of(content, *flags):
         f = tmp_path / "c.json"
@@ -384,8 +387,8 @@ def test_config_files_follow_the_rules_of_flags(tmp_path, capsys):
         return (json.loads(out) if code == 0 else err.strip()), code
 
     got, code = cfg_of({"dataset": "mnist-sample", "recipe": "modern", "_doc": "a note"})
-    assert code == 0 and got["model"] == "nin_mnist_bn" and got["lr"] == make_config(
-        "modern", "mnist-sample").lr and got["out"] == "runs/nin_mnist_bn-modern"
+    assert code == 0 and got["model"] == "nin_mnist_bn" and got["lr"] == resolve(dict(
+        recipe="modern", dataset="mnist-sample")).lr and got["out"] == "runs/nin_mnist_bn-modern"
     got, _ = cfg_of({"dataset": "mnist", "lr": 0.02}, "--recipe", "modern")  # flags last
     assert got["recipe"] == "modern" and got["lr"] == 0.02 and got["preprocess"] == "standardize"
     for content, msg in [({"lerning_rate": 0.1}, "unknown setting 'lerning_rate'"),
@@ -396,7 +399,8 @@ def test_config_files_follow_the_rules_of_flags(tmp_path, capsys):
         err, code = cfg_of(content)
         assert code == 2 and re.search(msg, err) and "c.json" in err and "\n" not in err, err
     # a result.json is a config file too (its "config")
-    got, code = cfg_of({"config": make_config("modern", "mnist", epochs=3).to_dict()})
+    got, code = cfg_of({"config": resolve(dict(recipe="modern", dataset="mnist",
+                                               epochs=3)).to_dict()})
     assert code == 0 and got["epochs"] == 3 and got["model"] == "nin_mnist_bn"
 
 

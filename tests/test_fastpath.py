@@ -5,7 +5,7 @@ import torch
 
 from nin import checkpoint as ckpt
 from nin.models import build_model
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import compile_or_eager, train
 
 
@@ -45,9 +45,10 @@ def test_compiled_training_run_matches_eager_at_fp32(tmp_path, monkeypatch):
     msgs = []
     runs = {}
     for name, comp in (("eager", False), ("compiled", True)):
-        cfg = make_config("paper", "mnist-sample", subset=96, eval_subset=64, batch_size=32,
+        cfg = resolve(dict(recipe="paper", dataset="mnist-sample", subset=96, eval_subset=64,
+                           batch_size=32,
                           epochs=1, max_steps=3, compile=comp, init="kaiming", translate=2,
-                          amp=False, out=str(tmp_path / name))
+                          amp=False, out=str(tmp_path / name)))
         train(cfg, log=msgs.append, progress=False)
         runs[name] = ckpt.load_checkpoint(tmp_path / name)[0].state_dict()
     assert not any("running eager" in m for m in msgs), msgs  # it really compiled

@@ -12,7 +12,7 @@ import torch
 from fakedata import picture_folder
 from nin import folder
 from nin.cli import main
-from nin.config import make_config
+from nin.config import resolve
 from nin.data import load_dataset
 from nin.errors import DataError
 from nin.hub import create_model, load_pretrained
@@ -169,8 +169,9 @@ def _digits_run(tmp_path, name, **kw):
     if not root.exists():
         picture_folder(root, per_class=40, classes=range(10), test=False)
     base = dict(epochs=2, batch_size=32, warmup_epochs=0.5, lr=0.05, flip=False, tta=False)
-    cfg = make_config("modern", "folder", data_dir=str(root), out=str(tmp_path / name),
-                      **{**base, **kw})
+    cfg = resolve(dict(recipe="modern", dataset="folder", data_dir=str(root),
+                       out=str(tmp_path / name),
+                      **{**base, **kw}))
     return train(cfg, **QUIET)
 
 

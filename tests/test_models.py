@@ -3,7 +3,7 @@ import torch
 
 import nin
 from nin.models import ARCHS, count_params, build_model, list_models, model_info
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import param_groups
 
 PAPER_PARAMS = {"nin_cifar10": 966_986, "nin_cifar100": 984_356, "nin_mnist": 349_674,
@@ -73,7 +73,7 @@ def test_paper_init_and_cifar100_stds():
 
 def test_paper_learning_rate_multipliers():
     m = build_model("nin_cifar10")
-    groups = param_groups(m, make_config("paper", "cifar10"))
+    groups = param_groups(m, resolve(dict(recipe="paper", dataset="cifar10")))
     by_param = {id(p): (g["lr_mult"], g["weight_decay"]) for g in groups for p in g["params"]}
     last = m.last_layer()
     assert by_param[id(last.weight)] == (0.1, 1e-4)

@@ -136,9 +136,9 @@ def test_augment_full_size_draws_unchanged():
 
 
 def test_crop_settings_are_checked():
-    from nin.config import make_config
+    from nin.config import resolve
     from nin.errors import ConfigError
     with pytest.raises(ConfigError, match="crop-size"):
-        make_config("modern", "cifar10", crop_epochs=3)
+        resolve(dict(recipe="modern", dataset="cifar10", crop_epochs=3))
     with pytest.raises(ConfigError, match="32x32"):
-        make_config("modern", "cifar10", crop_size=40, crop_epochs=3)
+        resolve(dict(recipe="modern", dataset="cifar10", crop_size=40, crop_epochs=3))

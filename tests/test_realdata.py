@@ -6,7 +6,7 @@ import torch
 
 from nin.cli import main
 from nin.data import load_dataset, verify_files
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import train
 
 pytestmark = pytest.mark.realdata
@@ -42,9 +42,10 @@ def test_cifar10_counts_balance_and_statistics(real_data_dir):
 
 
 def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, capsys):
-    cfg = make_config("modern", "mnist", data_dir=str(real_data_dir), epochs=1, subset=3000,
+    cfg = resolve(dict(recipe="modern", dataset="mnist", data_dir=str(real_data_dir), epochs=1,
+                       subset=3000,
                       eval_subset=1000, batch_size=64, lr=0.1, warmup_epochs=0.25,
-                      out=str(tmp_path / "run"))
+                      out=str(tmp_path / "run")))
     r = train(cfg, log=lambda *_: None, progress=False)
     assert r.final["n"] == 1000
     assert r.final["error"] < 50.0, r.final  # chance is 90 % error

@@ -22,7 +22,7 @@ from nin.errors import ConfigError, NonFiniteLoss
 from nin.evaluation import ImageError, load_image
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import train
 
 QUIET = dict(log=lambda *_: None, progress=False)
@@ -114,15 +114,17 @@ def test_checkpoint_with_another_class_count(tmp_path):
 
 
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
-    cfg = make_config("paper", "mnist-sample", subset=128, eval_subset=64, batch_size=32,
-                      epochs=2, init="kaiming", out=str(tmp_path / "r"))
+    cfg = resolve(dict(recipe="paper", dataset="mnist-sample", subset=128, eval_subset=64,
+                       batch_size=32,
+                      epochs=2, init="kaiming", out=str(tmp_path / "r")))
     train(cfg, **QUIET)  # checkpoints at steps 4 and 8
     newest = ckpt.latest_checkpoint(tmp_path / "r")
     w = newest.with_suffix(".safetensors")
     w.write_bytes(w.read_bytes()[:-64])
     msgs = []
-    r = train(make_config("paper", "mnist-sample", subset=128, eval_subset=64, batch_size=32,
-                          epochs=2, init="kaiming", out=str(tmp_path / "r")), resume=True,
+    r = train(resolve(dict(recipe="paper", dataset="mnist-sample", subset=128, eval_subset=64,
+                           batch_size=32,
+                          epochs=2, init="kaiming", out=str(tmp_path / "r"))), resume=True,
               log=msgs.append, progress=False)
     assert any("skipping a damaged checkpoint" in m and str(w) in m for m in msgs)
     assert r.finished and r.steps == 8
@@ -134,8 +136,9 @@ def test_checkpoints_never_unpickle(tmp_path, monkeypatch):
 
     def refuse(*a, **k):
         raise AssertionError("a checkpoint was unpickled")
-    cfg = make_config("paper", "mnist-sample", subset=64, eval_subset=32, batch_size=32,
-                      epochs=2, init="kaiming", out=str(tmp_path / "r"))
+    cfg = resolve(dict(recipe="paper", dataset="mnist-sample", subset=64, eval_subset=32,
+                       batch_size=32,
+                      epochs=2, init="kaiming", out=str(tmp_path / "r")))
     train(dataclasses.replace(cfg, max_steps=1), **QUIET)
     for name in ("load", "loads", "Unpickler"):
         monkeypatch.setattr(pickle, name, refuse)
@@ -192,8 +195,9 @@ def test_nonfinite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         loss, logits = real_step(net, opt, x, y, amp, ls)
         return (loss * float("nan") if calls["n"] > 6 else loss), logits
     monkeypatch.setattr(nin.training, "train_step", poisoned)
-    cfg = make_config("paper", "mnist-sample", subset=128, eval_subset=64, batch_size=32,
-                      epochs=3, init="kaiming", amp=True, out=str(tmp_path / "nan"))  # bf16
+    cfg = resolve(dict(recipe="paper", dataset="mnist-sample", subset=128, eval_subset=64,
+                       batch_size=32,
+                      epochs=3, init="kaiming", amp=True, out=str(tmp_path / "nan")))  # bf16
     with pytest.raises(NonFiniteLoss, match="non-finite by step 8.*last good checkpoint"):
         train(cfg, **QUIET)
     side = ckpt.latest_checkpoint(tmp_path / "nan")
@@ -209,7 +213,7 @@ def test_full_disk_is_reported_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 10**6, 10**6))
     monkeypatch.setattr(nin.training, "load_dataset", lambda *a: pytest.fail("data was read"))
     with pytest.raises(ConfigError, match="1 MiB free, but the run's checkpoints need about"):
-        train(make_config("paper", "cifar10", out=str(tmp_path / "x")), **QUIET)
+        train(resolve(dict(recipe="paper", dataset="cifar10", out=str(tmp_path / "x"))), **QUIET)
 
 
 # ---------------------------------------------------------------- images

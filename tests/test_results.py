@@ -1,12 +1,17 @@
 """The one result type: written by training, read back by every reader, older files included."""
 import json
 
+from nin.config import config_from_dict
 from nin.results import RunResult, collect
+
+
+def _cfg(**settings):
+    return config_from_dict(settings)
 from nin.sweep import summarize
 
 
 def _result(seed, error, history=(), **kw):
-    return RunResult(config=dict(model="nin_mnist_bn", dataset="mnist", recipe="modern",
+    return RunResult(config=_cfg(model="nin_mnist_bn", dataset="mnist", recipe="modern",
                                  seed=seed, out=f"runs/s{seed}", translate=2, flip=False,
                                  tta=False), finished=True, steps=10, history=list(history),
                      final=dict(n=100, error=error), env=dict(threads=2), wall_s=60.0, **kw)
@@ -54,7 +59,7 @@ def test_threads_are_those_of_every_piece_of_a_resumed_run():
 
 def test_an_ablation_line_shows_test_and_training_error_and_parameters():
     from nin.report import ablation_line
-    runs = [RunResult(config=dict(model="nin_cifar10_fc", dataset="cifar10", recipe="paper",
+    runs = [RunResult(config=_cfg(model="nin_cifar10_fc", dataset="cifar10", recipe="paper",
                                   seed=s, translate=0, flip=False, epochs=30),
                       finished=True, steps=1, params=1_000_000, epochs_run=30, wall_s=3600.0,
                       history=[dict(epoch=30, train_acc=acc)], final=dict(n=10000, error=err),
@@ -87,7 +92,7 @@ def test_a_cell_of_several_networks_names_each_and_the_missing_one(tmp_path):
     """The augmented CIFAR-10 row's modern column holds nin_cifar10_bn and the paper's network:
     each line is named by its network, and one not run says so."""
     from nin.report import modern_cell
-    r = RunResult(config=dict(model="nin_cifar10_bn", dataset="cifar10", recipe="modern", seed=0,
+    r = RunResult(config=_cfg(model="nin_cifar10_bn", dataset="cifar10", recipe="modern", seed=0,
                               translate=4, flip=True, tta=False, epochs=45),
                   finished=True, steps=1, history=[], final=dict(n=10000, error=8.5),
                   env=dict(threads=2), wall_s=60.0)

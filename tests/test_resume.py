@@ -13,7 +13,7 @@ import torch
 
 from fakedata import small_train_cmd
 from nin import checkpoint as ckpt
-from nin.config import make_config
+from nin.config import resolve
 from nin.errors import ConfigError
 from nin.models import NIN
 from nin.preprocessing import Preprocess
@@ -27,7 +27,7 @@ FIXTURE_7880BEF = Path(__file__).parent / "fixtures" / "resume_from_7880bef"
 def _fixture_cfg(out, **kw):
     """The config the fixture run was started with (by main at commit 028d0ab)."""
     base = dict(subset=256, eval_subset=128, batch_size=32, epochs=2, out=str(out))
-    return make_config("modern", "mnist-sample", **{**base, **kw})
+    return resolve(dict(recipe="modern", dataset="mnist-sample", **{**base, **kw}))
 
 
 def _restored(folder):

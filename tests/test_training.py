@@ -10,7 +10,7 @@ from nin.errors import ConfigError, DeadStartError
 from nin import checkpoint as ckpt
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import Schedule, train
 
 
@@ -18,7 +18,7 @@ def _cfg(tmp_path, name, recipe="paper", **kw):
     base = dict(epochs=2, subset=256, eval_subset=128, batch_size=32, out=str(tmp_path / name),
                 patience=1)
     base.update(kw)
-    return make_config(recipe, "mnist-sample", **base)
+    return resolve(dict(recipe=recipe, dataset="mnist-sample", **base))
 
 
 def _weights(out):
@@ -130,14 +130,15 @@ def test_unwritable_output_is_reported_before_training(tmp_path):
 
 
 def test_plateau_schedule_drops_twice_then_stops():
-    cfg = make_config("paper", "cifar10", patience=2)
+    cfg = resolve(dict(recipe="paper", dataset="cifar10", patience=2))
     s = Schedule(cfg, 10)
     msgs = [s.end_epoch(a) for a in [0.1, 0.2, 0.2, 0.2, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3]]
     assert s.factor(0) == pytest.approx(0.01) and s.drops == 2 and s.stop
     assert sum(m is not None and "lr /= 10" in m for m in msgs) == 2
-    onecycle = Schedule(make_config("modern", "cifar10", epochs=10), 10)
+    onecycle = Schedule(resolve(dict(recipe="modern", dataset="cifar10", epochs=10)), 10)
     assert onecycle.factor(0) < onecycle.factor(19) == 1.0 and onecycle.factor(99) < 0.02
-    step = Schedule(make_config("paper", "cifar10", schedule="step", milestones=(2, 3)), 10)
+    step = Schedule(resolve(dict(recipe="paper", dataset="cifar10", schedule="step",
+                                 milestones=(2, 3))), 10)
     assert [step.factor(i) for i in (19, 20, 30)] == pytest.approx([1, 0.1, 0.01])
 
 
@@ -231,7 +232,7 @@ def test_alternating_flips_mirror_each_image_in_every_other_epoch(tmp_path):
         assert {both[0][i].flip(-1).equal(x[i]), both[1][i].flip(-1).equal(x[i])} == {True, False}
     r = train(_cfg(tmp_path, "alt", flip=True, alternate_flips=True, epochs=2, amp=False),
               log=lambda *_: None, progress=False)
-    assert r.finished and r.config["alternate_flips"]
+    assert r.finished and r.config.alternate_flips
 
 
 def test_the_weights_average_is_what_is_scored_and_saved(tmp_path):
@@ -256,9 +257,9 @@ def test_the_weights_average_is_what_is_scored_and_saved(tmp_path):
 
 def test_ema_and_alternating_flips_refuse_bad_settings():
     with pytest.raises(ConfigError, match="--ema 1.0: the decay"):
-        make_config("modern", "mnist-sample", ema=1.0)
+        resolve(dict(recipe="modern", dataset="mnist-sample", ema=1.0))
     with pytest.raises(ConfigError, match="--alternate-flips needs --flip"):
-        make_config("paper", "mnist-sample", alternate_flips=True)
+        resolve(dict(recipe="paper", dataset="mnist-sample", alternate_flips=True))
 
 
 @pytest.mark.parametrize("mode", ["frozen", "trained"])

@@ -12,7 +12,7 @@ from nin.data import load_dataset
 from nin.export import export_onnx
 from nin.models import build_model
 from nin.preprocessing import Preprocess
-from nin.config import make_config
+from nin.config import resolve
 from nin.training import train
 from nin.visualization import box_from_map, class_maps, localize
 
@@ -21,8 +21,9 @@ from nin.visualization import box_from_map, class_maps, localize
 def run(tmp_path_factory):
     """nin_mnist briefly trained on the embedded sample (so its maps mean something)."""
     out = tmp_path_factory.mktemp("vis") / "run"
-    cfg = make_config("modern", "mnist-sample", subset=2560, eval_subset=500, batch_size=64,
-                      lr=0.1, warmup_epochs=0.2, epochs=1, out=str(out))
+    cfg = resolve(dict(recipe="modern", dataset="mnist-sample", subset=2560, eval_subset=500,
+                       batch_size=64,
+                      lr=0.1, warmup_epochs=0.2, epochs=1, out=str(out)))
     train(cfg, log=lambda *_: None, progress=False)
     return out
 

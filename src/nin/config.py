@@ -157,8 +157,9 @@ DEMO = dict(recipe="modern", dataset="mnist-sample", epochs=3, batch_size=64, lr
             warmup_epochs=0.25, out="runs/demo")
 
 
-def make_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) -> TrainConfig:
-    """Defaults <- recipe <- its per-dataset settings <- explicit overrides (None: not given)."""
+def _recipe_config(recipe: str = "paper", dataset: str = "cifar10", **overrides) -> TrainConfig:
+    """Defaults <- recipe <- its per-dataset settings <- explicit overrides (None: not given).
+    resolve's step; resolve is the public door."""
     if recipe not in RECIPES:
         raise ConfigError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
     if dataset not in DATASETS:
@@ -195,7 +196,7 @@ def resolve(settings: dict) -> TrainConfig:
     if dataset is None and over.get("model"):
         from .models import model_info  # imports torch: only when a model names the dataset
         dataset = model_info(over["model"])["dataset"]
-    cfg = make_config(recipe, dataset or "cifar10", **over)
+    cfg = _recipe_config(recipe, dataset or "cifar10", **over)
     if "out" not in over:
         cfg.out = f"runs/{cfg.model}-{cfg.recipe}"
     return cfg

@@ -27,8 +27,8 @@ def _masks(dropout) -> str:
 
 def is_full(r: RunResult) -> bool:
     c = r.config
-    return (r.finished and not c.get("subset") and not c.get("eval_subset")
-            and c["eval_split"] == "test" and c["dataset"] not in ("mnist-sample", "folder"))
+    return (r.finished and not c.subset and not c.eval_subset
+            and c.eval_split == "test" and c.dataset not in ("mnist-sample", "folder"))
 
 
 def augmented(row) -> bool:
@@ -43,9 +43,10 @@ RECIPE_FIELDS = ("init", "lr", "batch_size", "schedule", "milestones", "epochs",
 
 
 def changes(config: dict) -> list[str]:
-    """What a run's config changed from make_config(recipe, dataset), as 'name value'."""
-    from .config import make_config
-    base = make_config(config["recipe"], config["dataset"]).to_dict()
+    """What a run's config changed from its recipe's settings for its dataset, as
+    'name value'."""
+    from .config import resolve
+    base = resolve(dict(recipe=config["recipe"], dataset=config["dataset"])).to_dict()
     out = []
     for k in RECIPE_FIELDS:
         v, b = config.get(k, base[k]), base[k]  # older runs lack newer fields: defaults
@@ -157,22 +158,24 @@ def shift_claim_lines(curves: dict) -> list[str]:
 def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
     """A run committed unfinished (metrics and a resume/ checkpoint, no result.json), as what
     it reached: never extrapolated."""
-    for side in sorted(Path(root).glob("results/**/resume/step-*.json")):
-        folder = side.parent.parent
-        c = json.loads(side.read_text())["config"]
+    from .checkpoint import read_sidecar
+    from .config import config_from_dict
+    for path in sorted(Path(root).glob("results/**/resume/step-*.json")):
+        folder = path.parent.parent
+        c = config_from_dict(read_sidecar(path, check=()).config)
         rows = read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() \
             else []
         done = [r for r in rows if "test_error" in r and not r.get("partial")]
-        if (c["dataset"], c["model"], c["recipe"]) == (dataset, model, recipe) and done and \
-                not (folder / "result.json").exists() and c["eval_split"] == "test":
+        if (c.dataset, c.model, c.recipe) == (dataset, model, recipe) and done and \
+                not (folder / "result.json").exists() and c.eval_split == "test":
             return (f"unfinished: {done[-1]['test_error']:.2f} at epoch {done[-1]['epoch']} of "
-                    f"{c['epochs']} (`{folder.relative_to(root)}`, resumable)")
+                    f"{c.epochs} (`{folder.relative_to(root)}`, resumable)")
     return None
 
 
 def pilots_table(results: list[RunResult], root: Path) -> list[str]:
     """Runs scored on the validation split: where settings were chosen."""
-    pilots = [r for r in results if r.finished and r.config["eval_split"] == "val"]
+    pilots = [r for r in results if r.finished and r.config.eval_split == "val"]
     if not pilots:
         return []
     out = ["", "Pilots on the validation split (trained on `train-val`, scored on `val`, the last "
@@ -183,13 +186,13 @@ def pilots_table(results: list[RunResult], root: Path) -> list[str]:
     for r in sorted(pilots, key=lambda r: r.path):
         c, h = r.config, [e for e in r.history if "test_error" in e]
         best = min(h, key=lambda e: e["test_error"])
-        crops = (f"{c['crop_size']} px, epochs 1-{c['crop_epochs']}" if c.get("crop_epochs")
+        crops = (f"{c.crop_size} px, epochs 1-{c.crop_epochs}" if c.crop_epochs
                  else "—")
-        n = f"{c['subset']:,}" if c.get("subset") else "all"
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | "
+        n = f"{c.subset:,}" if c.subset else "all"
+        out.append(f"| `{_rel(r, root)}` | {c.model} | {c.recipe} | "
                    f"{r.precision}{_masks(r.dropout)} | "
-                   f"{c['seed']} | {n} | "
-                   f"{c['batch_size']} | {c['lr']} | {r.epochs_run} | {crops} | "
+                   f"{c.seed} | {n} | "
+                   f"{c.batch_size} | {c.lr} | {r.epochs_run} | {crops} | "
                    f"{r.error:.2f} % ({r.final['n']:,} images) | "
                    f"{best['test_error']:.2f} % ({best['epoch']}) |")
     return out
@@ -225,16 +228,16 @@ def tables(results: list[RunResult], root: Path = Path(".")) -> str:
     out += shift_claim_lines(json.loads(shifts.read_text()) if shifts.is_file() else {})
     out += pilots_table(results, root)
     short = [r for r in results if not is_full(r) and r.finished  # not yours: folders
-             and r.config["eval_split"] != "val" and r.config["dataset"] != "folder"]
+             and r.config.eval_split != "val" and r.config.dataset != "folder"]
     out += ["", "Short CPU runs (a subset or the embedded sample and a few epochs: they test the "
             "pipeline, they are not comparable with the paper):", "",
             "| run | model | recipe | train images | epochs | test images | test error | "
             "wall |", "|---|---|---|---|---|---|---|---|"]
     for r in short:
         c = r.config
-        n_train = f"{c['subset']:,}" if c.get("subset") else \
-            ("10,000 (sample)" if c["dataset"] == "mnist-sample" else "all")
-        out.append(f"| `{_rel(r, root)}` | {c['model']} | {c['recipe']} | {n_train} | "
+        n_train = f"{c.subset:,}" if c.subset else \
+            ("10,000 (sample)" if c.dataset == "mnist-sample" else "all")
+        out.append(f"| `{_rel(r, root)}` | {c.model} | {c.recipe} | {n_train} | "
                    f"{r.epochs_run} | {r.final['n']:,} | {r.error:.2f} % | "
                    f"{r.wall_s:.0f} s on {r.env['device']} |")
     return "\n".join(out)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .config import TrainConfig, config_from_dict
 from .files import atomic_write
 
 
@@ -23,7 +24,7 @@ def recorded_precision(record: dict) -> str:
 
 @dataclass
 class RunResult:
-    config: dict                  # the run's TrainConfig, as a dict
+    config: TrainConfig           # the run's settings (result.json: as a dict)
     finished: bool                # reached its end (False: stopped at --max-steps)
     steps: int                    # optimizer steps taken
     history: list                 # one metrics row per epoch (metrics.jsonl)
@@ -46,6 +47,7 @@ class RunResult:
         names = {f.name for f in dataclasses.fields(cls)} - {"path", "precision", "steps",
                                                             "finished", "history"}
         kw = {k: v for k, v in d.items() if k in names}
+        kw["config"] = config_from_dict(d.get("config") or {})
         return cls(**kw, finished=bool(d.get("finished")), history=d.get("history", []),
                    steps=d.get("steps", d.get("step", 0)), precision=recorded_precision(d),
                    path=str(path) if path else None)
@@ -75,7 +77,7 @@ class RunResult:
 
     def group_key(self) -> tuple:
         """Runs that differ only in seed (and where they ran or wrote) share this key."""
-        return tuple(sorted((k, json.dumps(v)) for k, v in self.config.items()
+        return tuple(sorted((k, json.dumps(v)) for k, v in self.config.to_dict().items()
                             if k not in ("seed", "out", "data_dir", "device")))
 
     @property
@@ -97,9 +99,9 @@ class RunResult:
     def row(self) -> dict:
         """The row of a results table: what the run was, and what it scored."""
         c = self.config
-        return dict(model=c["model"], dataset=c["dataset"], recipe=c["recipe"],
-                    translate=c.get("translate", 0), flip=c.get("flip", False),
-                    tta=c.get("tta", False), seed=c["seed"], precision=self.precision,
+        return dict(model=c.model, dataset=c.dataset, recipe=c.recipe,
+                    translate=c.translate, flip=c.flip,
+                    tta=c.tta, seed=c.seed, precision=self.precision,
                     error=self.error, train_error=self.train_error, n=self.final["n"],
                     epochs=self.epochs_run, wall_s=self.wall_s, params=self.params,
                     threads=self.threads, gpu=self.gpu)

@@ -116,7 +116,7 @@ def summarize(results: list[RunResult]) -> list[dict]:
                      "std": statistics.stdev(errs) if len(errs) > 1 else 0.0,
                      "errors": errs, "train_errors": [e["train_error"] for e in each],
                      "wall_s": [e["wall_s"] for e in each],
-                     "epochs": [e["epochs"] for e in each], "config": runs[0].config,
+                     "epochs": [e["epochs"] for e in each], "config": runs[0].config.to_dict(),
                      "threads": sorted({t for e in each for t in e["threads"]}),
                      "gpu": next((e["gpu"] for e in each if e.get("gpu")), None)})
     return sorted(rows, key=lambda r: (r["dataset"], r["model"], r["recipe"]))

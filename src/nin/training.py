@@ -605,7 +605,7 @@ def stop_early(run: Run) -> RunResult:
                          partial=True, train_loss=loss.item() / seen.item(),
                          train_acc=correct.item() / seen.item()))
     run.log(f"stopped at step {s.step}: {reason}; continue with --resume")
-    return RunResult(config=run.cfg.to_dict(), finished=False, steps=s.step, history=s.history,
+    return RunResult(config=run.cfg, finished=False, steps=s.step, history=s.history,
                      precision=run.precision, epochs_run=s.epoch, wall_s=s.wall_s, env=run.env,
                      dropout=run.dropout)
 
@@ -616,7 +616,7 @@ def finish(run: Run) -> RunResult:
     ev = run.last_eval or evaluate(run.scored, run.pre, run.test_ds, batch_size=512,
                                    tta=cfg.tta, precision=eval_precision(run.device, cfg.amp))
     # (evaluating here: a run resumed at its very end)
-    result = RunResult(config=cfg.to_dict(), finished=True, steps=s.step, history=s.history,
+    result = RunResult(config=cfg, finished=True, steps=s.step, history=s.history,
                        precision=run.precision, model_kwargs=run.model_kwargs,
                        dropout=run.dropout,
                        params=count_params(run.model), epochs_run=s.epoch, wall_s=s.wall_s,
