@@ -7,8 +7,8 @@ A run is its settings (config.TrainConfig), what was built from them (Run: data,
 optimizer, schedule) and what changes as it trains (RunState: counters, history, this epoch's
 running sums). run_state_dict / load_run_state save and restore all of it with the optimizer,
 schedule and RNG states; a killed run resumed with --resume ends with the same weights as an
-uninterrupted one (on the CPU). SIGTERM writes a checkpoint and stops with exit code 75 ("resume me"); a second
-`nin train` into a folder where a run is alive is refused.
+uninterrupted one (on the CPU). SIGTERM writes a checkpoint and stops with exit code 75
+("resume me"); a second `nin train` into a folder where a run is alive is refused.
 """
 from __future__ import annotations
 
@@ -77,18 +77,19 @@ class Schedule:
     """Learning-rate factor by step and epoch; state is plain numbers, saved in checkpoints."""
 
     def __init__(self, cfg: TrainConfig, steps_per_epoch: int):
-        self.cfg, self.spe = cfg, steps_per_epoch
+        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
         self.scale, self.best, self.since_best, self.drops, self.stop = 1.0, -1.0, 0, 0, False
 
     def factor(self, step: int) -> float:
         c = self.cfg
         if c.schedule == "onecycle":
-            total, warm = c.epochs * self.spe, max(1, round(c.warmup_epochs * self.spe))
+            n = self.steps_per_epoch
+            total, warm = c.epochs * n, max(1, round(c.warmup_epochs * n))
             if step < warm:
                 return (step + 1) / warm
             return max(0.0, (total - step) / max(1, total - warm))
         if c.schedule == "step":
-            return 0.1 ** sum(step >= m * self.spe for m in c.milestones)
+            return 0.1 ** sum(step >= m * self.steps_per_epoch for m in c.milestones)
         return self.scale
 
     def end_epoch(self, train_acc: float) -> str | None:
@@ -194,8 +195,8 @@ class Run:
     rank: int
     world: int
     device: torch.device
-    model: nn.Module              # the network (checkpointed, evaluated)
-    net: object                   # what steps call: the model, DDP-wrapped and/or compiled
+    model: nn.Module              # the network the optimizer trains
+    net: object                   # what steps call: model, DDP-wrapped and/or compiled
     pre: Preprocess
     opt: torch.optim.Optimizer
     sched: Schedule
@@ -228,7 +229,7 @@ class Run:
 
     @property
     def steps_per_epoch(self) -> int:
-        return self.sched.spe
+        return self.sched.steps_per_epoch
 
 
 # ---------------------------------------------------------------- build and restore
@@ -443,14 +444,14 @@ def save(run: Run, reason: str):
 def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
     """Train to the end of the current epoch; False if max_steps stopped it first. Checkpoints
     every ckpt_every steps; on SIGTERM checkpoints and raises Preempted."""
-    cfg, s, spe = run.cfg, run.state, run.steps_per_epoch
+    cfg, s, n_steps = run.cfg, run.state, run.steps_per_epoch
     run.model.train()
     perm = _epoch_perm(len(run.train_ds), cfg.seed, s.epoch).to(run.device)
     amp = autocast(run.device, run.precision)
     bar = _progress_bar(run, progress)
     clock, seen0 = Stopwatch(), s.seen
     try:
-        while s.step_in_epoch < spe:
+        while s.step_in_epoch < n_steps:
             if cfg.max_steps is not None and s.step >= cfg.max_steps:
                 return False
             x, y = _next_batch(run, perm)
@@ -462,7 +463,7 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
             _accumulate(run, loss, logits, y)
             s.step += 1
             s.step_in_epoch += 1
-            if s.step_in_epoch % SYNC_EVERY == 0 or s.step_in_epoch == spe:
+            if s.step_in_epoch % SYNC_EVERY == 0 or s.step_in_epoch == n_steps:
                 _check_health(run, logits)
                 _update_bar(bar, run, seen0, clock.start)
             if stop_signal.requested(run, s.step_in_epoch % SYNC_EVERY == 0):
@@ -472,7 +473,7 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
                 raise (Interrupted if name == "Ctrl-C" else Preempted)(
                     f"{name}: checkpoint written at step {s.step} in {run.out / 'checkpoints'}; "
                     "continue with --resume")
-            if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step_in_epoch < spe:
+            if cfg.ckpt_every and s.step % cfg.ckpt_every == 0 and s.step_in_epoch < n_steps:
                 s.wall_s += clock.lap()  # checkpoints record the time trained so far
                 save(run, f"every {cfg.ckpt_every} steps")
         return True

@@ -20,11 +20,11 @@ from .checksums import DOWNLOADS, MD5, SAMPLE_DIR, md5_bytes, md5_file
 from .download import download
 from .formats import (_gunzip, parse_cifar_binary, parse_cifar_pickle, parse_idx, parse_svhn_mat,
                       read_mat5)
-from .layouts import (CIFAR10_CLASSES, DATASETS, DIGITS, LAYOUTS, SPLITS, Dataset, data_dir,
+from .layouts import (CIFAR10_CLASSES, DIGITS, LAYOUTS, SPLITS, Dataset, data_dir,
                       load_dataset, load_for_weights, svhn_val_index, verify_files)
 from .unpickle import safe_unpickle
 
-__all__ = ["CIFAR10_CLASSES", "DATASETS", "DIGITS", "DOWNLOADS", "DataError", "Dataset",
+__all__ = ["CIFAR10_CLASSES", "DIGITS", "DOWNLOADS", "DataError", "Dataset",
            "LAYOUTS", "MD5", "SAMPLE_DIR", "SPLITS", "data_dir", "download", "load_dataset",
            "load_for_weights", "md5_bytes", "md5_file", "parse_cifar_binary",
            "parse_cifar_pickle", "parse_idx", "parse_svhn_mat", "read_mat5", "safe_unpickle",

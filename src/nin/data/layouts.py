@@ -14,7 +14,7 @@ import torch
 
 from .. import folder
 from ..errors import DataError
-from ..paper import DATASETS as _FACTS
+from ..paper import DATASETS
 from .checksums import DOWNLOADS, SAMPLE_DIR, _MNIST, _check_md5, _expected_md5, md5_file
 from .formats import (_fix_hint, _gunzip, parse_cifar_binary, parse_cifar_pickle, parse_idx,
                       parse_svhn_mat)
@@ -43,8 +43,9 @@ LAYOUTS["mnist-sample"] = LAYOUTS["mnist"][:1]
 _ARCHIVE_FOLDER = {"cifar-10-binary.tar.gz": "cifar-10-batches-bin",
                    "cifar-10-python.tar.gz": "cifar-10-batches-py",
                    "cifar-100-python.tar.gz": "cifar-100-python"}
-DATASETS = tuple(n for n in _FACTS if n != "folder")  # a folder is yours: nin.folder
-SPLITS = {name: facts["splits"] for name, facts in _FACTS.items()}
+# the datasets with files of a known layout (a folder is yours: nin.folder)
+NAMED = tuple(n for n in DATASETS if n != "folder")
+SPLITS = {name: facts["splits"] for name, facts in DATASETS.items()}
 
 
 @dataclass
@@ -80,8 +81,8 @@ def _root_for(name: str, root) -> Path:
 
 
 def _check_name(name: str):
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if name not in NAMED:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(NAMED)}")
 
 
 def _present(root: Path, where: str, members) -> list:
