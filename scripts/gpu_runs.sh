@@ -8,7 +8,7 @@
 #
 # In SECONDS from its start it: (a) runs a 50-step CUDA smoke run and the training-throughput
 # benchmark (bf16, channels-last, one process, then two at once); (b) picks the largest sweep
-# of CONFIG_GLOB (default configs/gpu/next_*.json: what the next lent GPU should run) that fits
+# of CONFIG_GLOB (default configs/*/next_*.json: what the next lent GPU should run) that fits
 # the time left at the measured speed of two processes at batch 64 (if none fits, the smallest);
 # (c) runs its points two at a time on the one GPU (`nin sweep` ranks 0 and 1), each stopped
 # with a resumable checkpoint if the time runs out; (d) packs the run folders (metrics,
@@ -113,7 +113,7 @@ case "${1:-}" in
     ;;
   auto)
     TOTAL=${2:?usage: gpu_runs.sh auto SECONDS [CONFIG_GLOB]}
-    glob=${3:-configs/gpu/next_*.json}
+    glob=${3:-configs/*/next_*.json}
     probe 2>&1 | tee "$OUT/probe.log"
     [ "${PIPESTATUS[0]}" = 0 ] || { log "probe failed"; pack; exit 1; }
     train_s=$(( TOTAL - ($(date +%s) - t0) - 60 ))  # 60 s left to pack and return

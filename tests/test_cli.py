@@ -447,8 +447,11 @@ def test_every_shipped_config_file_resolves():
 
     from nin.config import resolve
     from nin.sweep import expand, load_spec
-    files = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
-    assert files
+    root = Path(__file__).resolve().parents[1] / "configs"
+    files = sorted(root.rglob("*.json"))
+    assert files and not list(root.glob("*.json")), "configs/ is ordered in purpose folders"
+    purposes = {"paper", "modern", "clock", "ablations", "pilots"}
+    assert {f.parent.name for f in files} <= purposes, "a new purpose: add it to docs/usage.md"
     for f in files:
         for name, settings in expand(load_spec(f), f):
             assert resolve(settings).dataset in ("cifar10", "cifar100", "mnist", "svhn"), name

@@ -94,6 +94,8 @@ class TrainConfig:
                               "~/.cache/nin/data)")
     # ---- speed
     device: str = _f("auto", "auto, cpu, cuda, cuda:1 ...")
+    threads: int | None = _f(None, "CPU threads of this process (default: torch's, all cores); "
+                             "1 for two sweep ranks side by side on two cores")
     amp: bool | None = _f(None, "bf16 autocast; default auto: on CUDA and on CPUs with native "
                           "bf16 (avx512_bf16, amx_bf16), fp32 elsewhere; --no-amp: fp32")
     channels_last: bool = _f(True, "NHWC memory layout: faster convolutions on CPU and GPU")
@@ -264,7 +266,7 @@ def _checked(value, key, path):
 # `amp` too: a resumed run keeps the precision its checkpoint ran in (training.restore).
 FREE_ON_RESUME = ("max_steps", "out", "device", "compile", "compile_mode", "data_dir",
                   "ckpt_every", "eval_every", "eval_every_from", "epochs", "amp",
-                  "tensorboard")
+                  "tensorboard", "threads")
 
 
 def check_resumable(saved: dict, cfg: TrainConfig, where) -> None:

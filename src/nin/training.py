@@ -259,6 +259,8 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
     """Data, network, preprocessing, optimizer and schedule, in the order the RNG expects."""
     rank, world, ddp_device = dist.init(cfg.device) if ddp else (0, 1, None)
     device = ddp_device or pick_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     if cfg.batch_size % world:
