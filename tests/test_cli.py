@@ -268,7 +268,7 @@ def test_shipped_weights_record_their_run():
     """Each shipped network's sidecar names the run it comes from and its test error, which is
     within 0.05 points of the paper's (or under it): we ship nothing worse."""
     from nin.paper import PAPER_ERROR
-    from nin.report import augmented
+    from nin.tables import augmented
     assert {"nin_mnist_bn", "nin_cifar10_bn"} <= set(hub.shipped())
     for name in hub.shipped():
         model, pre, side = hub.load_pretrained(name)
@@ -281,7 +281,7 @@ def test_shipped_weights_record_their_run():
 
 def test_table_cells_name_what_a_run_changed_from_its_recipe():
     from nin.config import resolve
-    from nin.report import cell, changes
+    from nin.tables import cell, changes
     paper = resolve(dict(recipe="paper", dataset="mnist", init="kaiming", lr=0.01, schedule="step",
                         milestones=(12, 17), epochs=20, seed=4)).to_dict()
     assert changes(paper) == ["init kaiming", "lr 0.01", "schedule step", "milestones 12,17",
@@ -301,7 +301,7 @@ def test_table_cell_shows_the_headline_runs_not_a_short_one():
     """Three seeds of the full schedule outrank one short time-to-accuracy run of the same
     network and recipe, whatever the order they are found in."""
     from nin.config import resolve
-    from nin.report import find
+    from nin.tables import find
     full = resolve(dict(recipe="modern", dataset="mnist")).to_dict()
     short = resolve(dict(recipe="modern", dataset="mnist", epochs=7)).to_dict()
     common = dict(dataset="mnist", model="nin_mnist_bn", recipe="modern", translate=2,
@@ -359,7 +359,7 @@ def test_an_unfinished_run_shows_what_it_reached(tmp_path):
     """A run committed mid-way (metrics and resume/, no result.json) fills its table cell with
     its last evaluated error and epoch, never a projection; a finished one does not."""
     from nin.config import resolve
-    from nin.report import unfinished
+    from nin.tables import unfinished
     run = tmp_path / "results" / "cpu" / "r"
     (run / "resume").mkdir(parents=True)
     cfg = resolve(dict(recipe="modern", dataset="cifar10", epochs=75)).to_dict()

@@ -1,6 +1,8 @@
 """The one result type: written by training, read back by every reader, older files included."""
 import json
 
+import pytest
+
 from nin.config import config_from_dict
 from nin.results import RunResult, collect
 
@@ -53,12 +55,12 @@ def test_threads_are_those_of_every_piece_of_a_resumed_run():
     assert older.threads == [1, 2] and _result(2, 3.0).threads == [2]
     [row] = summarize([pieces, older])
     assert row["threads"] == [1, 2]
-    from nin.report import cell
+    from nin.tables import cell
     assert "(1/2 threads)" in cell(dict(row, wall_s=[60.0], epochs=[2]))
 
 
 def test_an_ablation_line_shows_test_and_training_error_and_parameters():
-    from nin.report import ablation_line
+    from nin.tables import ablation_line
     runs = [RunResult(config=_cfg(model="nin_cifar10_fc", dataset="cifar10", recipe="paper",
                                   seed=s, translate=0, flip=False, epochs=30),
                       finished=True, steps=1, params=1_000_000, epochs_run=30, wall_s=3600.0,
@@ -71,27 +73,42 @@ def test_an_ablation_line_shows_test_and_training_error_and_parameters():
     assert ablation_line("x", "1", None) == "| x | 1 | not run | | |"
 
 
-def test_claim_lines_say_holds_reversed_or_inside_the_spread():
-    """A claim holds when the paper's side wins by more than the pooled seed spread, is
-    reversed when the other side does, and is not shown inside it."""
-    from nin.report import claim_lines
+def test_claim_lines_give_welch_intervals_and_say_holds_only_when_zero_is_outside():
+    """Each claim: the difference of the means with its 95 % Welch t-interval (each side's own
+    spread; the degrees of freedom stated); "holds" only when the interval excludes zero on the
+    paper's side, "reversed" on the other, "not resolved" when it straddles zero or a network
+    has one seed. The interval is checked against scipy's Welch test."""
+    import math
+
+    from scipy import stats
+
+    from nin.tables import claim_lines, pooled_std, welch_interval
     row = lambda mean, n, std: dict(mean=mean, n=n, std=std)  # noqa: E731
-    lines = claim_lines({"nin_cifar10": row(12.0, 2, 0.2), "nin_cifar10_fc": row(13.0, 2, 0.2),
-                         "nin_cifar10_fc_dropout": row(12.1, 2, 0.2),
-                         "cnn_cifar10_gap": row(20.0, 1, 0.0), "cnn_cifar10_fc": row(19.0, 1, 0.0)})
-    assert "ours by +1.00 ± 0.20 points (2 and 2 seeds), holds" in lines[0]
-    assert "+0.10 ± 0.20" in lines[1] and "inside the spread" in lines[1]
-    assert "+8.00 ± 0.24 points (2 and 1 seed), holds" in lines[2]  # 0.2 * sqrt(1/2 + 1)
-    assert "-1.00 ± 0.28" in lines[3] and "reversed" in lines[3]  # 0.2 * sqrt(1 + 1)
-    assert lines[4].endswith("not run.") and lines[5].endswith("not run.")
-    one = claim_lines({"nin_cifar10": row(12.0, 1, 0.0), "nin_cifar10_fc": row(13.0, 1, 0.0)})
-    assert "+1.00 points (1 and 1 seed), no seed spread measured yet" in one[0]
+    lines = claim_lines({"nin_cifar10": row(12.0, 3, 0.2), "nin_cifar10_fc": row(13.0, 3, 0.3),
+                         "nin_cifar10_fc_dropout": row(12.1, 3, 0.2),
+                         "cnn_cifar10_gap": row(20.0, 3, 0.4), "cnn_cifar10_fc": row(19.0, 2, 0.1),
+                         "nin_cifar10_nodropout": row(14.0, 1, 0.0)})
+    lo, hi, df = welch_interval(12.0, 0.2, 3, 13.0, 0.3, 3)
+    va, vb = 0.2 ** 2 / 3, 0.3 ** 2 / 3
+    want_df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 2)
+    half = stats.t.ppf(0.975, want_df) * math.sqrt(va + vb)
+    assert (lo, hi, df) == pytest.approx((1 - half, 1 + half, want_df), rel=1e-6)
+    assert f"[{lo:+.2f}, {hi:+.2f}] (Welch, {df:.1f} degrees of freedom; 3 and 3 seeds): " \
+           "holds." in lines[0]
+    assert "ours by +0.10 points" in lines[1] and lines[1].endswith("not resolved.")
+    assert "ours by +8.00 points" in lines[2] and lines[2].endswith("holds.")
+    assert "ours by -1.00 points" in lines[3] and lines[3].endswith("reversed.")
+    assert lines[4].endswith("not run.")
+    assert "(3 and 1 seed), not resolved: an interval needs two seeds" in lines[5]
+    assert "(paper: no figure): not run." in lines[6]
+    assert pooled_std([0.3, 0.4]) == pytest.approx(math.sqrt((0.09 + 0.16) / 2))
+    assert pooled_std([0.3, 0.4]) > (0.3 + 0.4) / 2  # the mean std is too small
 
 
 def test_a_cell_of_several_networks_names_each_and_the_missing_one(tmp_path):
     """The augmented CIFAR-10 row's modern column holds nin_cifar10_bn and the paper's network:
     each line is named by its network, and one not run says so."""
-    from nin.report import modern_cell
+    from nin.tables import modern_cell
     r = RunResult(config=_cfg(model="nin_cifar10_bn", dataset="cifar10", recipe="modern", seed=0,
                               translate=4, flip=True, tta=False, epochs=45),
                   finished=True, steps=1, history=[], final=dict(n=10000, error=8.5),
@@ -106,7 +123,7 @@ def test_a_cell_of_several_networks_names_each_and_the_missing_one(tmp_path):
 
 def test_the_translation_claim_compares_the_rise_of_error_with_shift():
     """(d): the mean rise over shifts 1..N, GAP's against FC's; a pair not measured says so."""
-    from nin.report import shift_claim_lines
+    from nin.tables import shift_claim_lines
     curve = lambda model, err: dict(model=model, shifts=[0, 1, 2], error=err)  # noqa: E731
     lines = shift_claim_lines({"a": curve("nin_cifar10", [10.0, 11.0, 13.0]),
                                "b": curve("nin_cifar10_fc", [12.0, 14.0, 18.0]),

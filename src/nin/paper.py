@@ -24,7 +24,7 @@ PAPER_ERROR = {"cifar10": 10.41, "cifar10_aug": 8.81, "cifar100": 35.68, "svhn":
                "mnist": 0.47}
 
 # The results tables' rows: each of the paper's figures beside our networks for it and the best
-# published reimplementation's error (what nin.report fills from results/).
+# published reimplementation's error (what nin.tables fills from results/).
 # (label, dataset, augmented, paper, paper-recipe model, modern model, best published)
 RESULT_ROWS = [
     ("CIFAR-10, no augmentation", "cifar10", False, PAPER_ERROR["cifar10"], "nin_cifar10", None,
@@ -45,6 +45,8 @@ ABLATION_ROWS = [
     ("conventional CNN + fully connected", "cnn_cifar10_fc", "17.56"),
     ("conventional CNN + fully connected + dropout", "cnn_cifar10_fc_dropout", "15.99"),
     ("conventional CNN + GAP", "cnn_cifar10_gap", "16.46"),
+    ("maxout 1×1 layers in NIN's shape + GAP", "nin_cifar10_maxout", "—"),
+    ("Maxout Networks (Goodfellow et al. 2013)", "maxout_cifar10", "11.68"),
 ]
 # The paper's claims that its ablations test, as differences of test error (points):
 # (claim, the network it says is better, the one it says is worse, the paper's difference).
@@ -58,10 +60,14 @@ CLAIMS = [
      "cnn_cifar10_gap", 0.47),
     ("(c) dropout between the mlpconv blocks helps", "nin_cifar10", "nin_cifar10_nodropout",
      4.09),  # "about 14.5" against 10.41
+    # (f) the argument of §3: an MLP beats maxout; no figure for NIN's own shape (None)
+    ("(f) mlpconv beats maxout units, both in NIN's shape", "nin_cifar10", "nin_cifar10_maxout",
+     None),
+    ("(f) NIN beats Maxout Networks", "nin_cifar10", "maxout_cifar10", 1.27),  # 10.41, 11.68
 ]
 # Claim (d), stated without a figure (§4.6): GAP makes the network more robust to translations.
 # (the pair compared: the GAP network, the FC one); measured as the mean rise of test error over
-# shifts of 1-8 pixels (`nin shifts`; the curves: nin.report.SHIFTS_FILE).
+# shifts of 1-8 pixels (`nin shifts`; the curves: nin.tables.SHIFTS_FILE).
 SHIFT_CLAIMS = [("nin_cifar10", "nin_cifar10_fc"), ("nin_cifar10", "nin_cifar10_fc_dropout"),
                 ("cnn_cifar10_gap", "cnn_cifar10_fc"),
                 ("cnn_cifar10_gap", "cnn_cifar10_fc_dropout")]
