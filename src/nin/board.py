@@ -5,7 +5,7 @@ stays the record; these logs are for watching.
 """
 from __future__ import annotations
 
-import tempfile
+import io
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +49,11 @@ def write_maps(writer, model, pre, test_ds, epoch: int):
     """The class-maps grid of the first test images (their maps, true class framed)."""
     n = min(GRID_IMAGES, len(test_ds))
     images, labels = test_ds.images[:n].cpu(), test_ds.labels[:n].cpu()
-    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
-        png = Path(tmp) / "grid.png"
+    png = io.BytesIO()  # drawn in memory: nothing written beside the run
+    with torch.no_grad():
         draw_grid(model, pre, images, labels.tolist(), test_ds.classes, png)
-        from PIL import Image
-        with Image.open(png) as im:
-            rgb = np.asarray(im.convert("RGB"))
+    from PIL import Image
+    with Image.open(png) as im:
+        rgb = np.asarray(im.convert("RGB"))
     writer.add_image("class_maps", rgb, epoch, dataformats="HWC")
     writer.flush()

@@ -24,7 +24,7 @@ from .errors import ConfigError, NinError
 from .evaluation import DIRECTIONS, shift_images
 from .folder import load_image
 from .hub import load_weights_arg
-from .visualization import class_maps, draw_maps
+from .visualization import draw_maps
 
 MAX_SHIFT = 8
 
@@ -75,13 +75,10 @@ def analyse(s: Served, image: torch.Tensor, shift: int, direction: str, folder: 
     image moved `shift` pixels in `direction` (zero fill, as `nin shifts`)."""
     ux, uy = DIRECTIONS[direction]
     x = shift_images(image, ux * shift, uy * shift)
-    probs, _ = class_maps(s.model, s.pre, x[None])
-    p = probs[0]
-    top = p.topk(min(topk, len(p)))
-    scores = {s.classes[int(i)]: float(v) for v, i in zip(*top)}
     png = folder / f"maps-{uuid.uuid4().hex}.png"
     moved = f", moved {shift} px {direction}" if shift else ""
     r = draw_maps(s.model, s.pre, x, s.classes, png, topk, title=moved.lstrip(", "), ncols=3)
+    scores = {s.classes[k]: p for k, p in r["top"]}  # one forward pass: the drawing's
     box = "no box (the top map is zero)" if r["box"] is None else f"box {r['box']}"
     line = f"{s.side.model}: {s.classes[r['pred']]} {100 * r['prob']:.1f} %, {box}{moved}"
     return scores, line, str(png)

@@ -71,11 +71,6 @@ def welch_interval(mean_a, std_a, n_a, mean_b, std_b, n_b, level: float = 0.95):
     return mean_b - mean_a - half, mean_b - mean_a + half, df
 
 
-def pooled_std(stds: list[float]) -> float:
-    """One spread for several networks' seeds: the root of their mean variance."""
-    return math.sqrt(statistics.fmean(s * s for s in stds))
-
-
 # ---------------------------------------------------------------- rows and cells
 def _masks(dropout) -> str:
     """What a precision cell adds for a run or benchmark row that drew random-bits masks."""

@@ -29,7 +29,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from . import board
 from . import checkpoint as ckpt
 from . import distributed as dist
 from .config import TrainConfig, check_resumable
@@ -580,6 +579,7 @@ def end_epoch(run: Run):
     if run.main:
         _append_log(run.out / "metrics.jsonl", record)
     if run.board is not None:
+        from . import board  # matplotlib and TensorBoard: only for runs that log to it
         board.write_epoch(run.board, record)
         if due:
             board.write_maps(run.board, run.scored, run.pre, run.test_ds, s.epoch)
@@ -643,6 +643,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
     if main:  # before the lock (which creates the folder) and before any data is read
         check_writable(Path(cfg.out), need_bytes=_checkpoint_bytes(cfg))
         if cfg.tensorboard:
+            from . import board
             board.require()
     else:
         log = _silent
@@ -655,7 +656,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
             f"{run.device}" + (f" x {run.world} ranks" if run.world > 1 else "")
             + f", {run.precision}" + (" autocast" if run.precision == "bf16" else ""))
         use_bar = run.main and (progress if progress is not None else sys.stderr.isatty())
-        run.board = board.open_board(run.out) if cfg.tensorboard and run.main else None
+        if cfg.tensorboard and run.main:
+            from .board import open_board
+            run.board = open_board(run.out)
         try:
             while run.state.epoch < cfg.epochs and not run.sched.stop:
                 if not train_epoch(run, stop_signal, use_bar):

@@ -126,7 +126,7 @@ def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None =
     fig.savefig(path)
     plt.close(fig)
     return dict(path=str(path), pred=order[0], prob=float(probs[order[0]]), box=box,
-                map_means=maps.mean((1, 2)).tolist())
+                top=[(k, float(probs[k])) for k in order], map_means=maps.mean((1, 2)).tolist())
 
 
 def draw_grid(model, pre, images: torch.Tensor, labels, classes, path,
