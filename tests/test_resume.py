@@ -17,7 +17,7 @@ from nin.config import resolve
 from nin.errors import ConfigError
 from nin.models import NIN
 from nin.preprocessing import Preprocess
-from nin.training import run_lock, train
+from nin.training import STATE_VERSION, run_lock, train
 
 QUIET = dict(log=lambda *_: None, progress=False)
 FIXTURE = Path(__file__).parent / "fixtures" / "resume_from_028d0ab"
@@ -95,7 +95,7 @@ def test_checkpoint_written_by_main_7880bef_resumes_losslessly(tmp_path):
     had a format version and before bf16 on the CPU: it resumes in fp32."""
     meta = json.loads((FIXTURE_7880BEF / "checkpoints/step-00000011.json").read_text())
     assert "state_version" not in meta and "precision" not in meta  # really the old format
-    assert _resumes_losslessly(tmp_path, FIXTURE_7880BEF)["state_version"] == 4
+    assert _resumes_losslessly(tmp_path, FIXTURE_7880BEF)["state_version"] == STATE_VERSION
 
 
 def test_a_checkpoint_from_a_newer_nin_is_refused(tmp_path):

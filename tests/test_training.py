@@ -34,7 +34,10 @@ def _weights(out):
                                        # a moving average of the weights, saved and restored
                                        ("modern", dict(ema=0.9, amp=False)),
                                        # whitened first conv, frozen (its hook set on resume)
-                                       ("modern", dict(whiten="frozen", amp=False))])
+                                       ("modern", dict(whiten="frozen", amp=False)),
+                                       # lookahead's slow weights (cut between its pulls)
+                                       ("modern", dict(lookahead=True, bn_momentum=0.4,
+                                                       amp=False))])
 def test_resumed_run_equals_uninterrupted(tmp_path, recipe, kw):
     quiet = dict(log=lambda *_: None, progress=False)
     full = train(_cfg(tmp_path, "full", recipe, **kw), **quiet)
@@ -247,12 +250,69 @@ def test_the_weights_average_is_what_is_scored_and_saved(tmp_path):
     model, pre, side = ckpt.load_checkpoint(tmp_path / "ema")
     _, test_ds = load_data(cfg, torch.device("cpu"), log=lambda *_: None)
     assert evaluate(model, pre, test_ds, precision="fp32")["error"] == r.final["error"]
-    assert side.run["ema"] is True and side.run["state_version"] == 4
+    assert side.run["ema"] is True and side.run["state_version"] == nin.training.STATE_VERSION
     state = ckpt.load_state(side)
     raw = {k[len("train."):]: v for k, v in state.items() if k.startswith("train.")}
     assert raw.keys() == model.state_dict().keys()
     assert any(not torch.equal(raw[k], v) for k, v in model.state_dict().items()
                if v.is_floating_point())
+
+
+def test_lookahead_pulls_the_weights_to_the_slow_copy():
+    """d = 0.5: the slow copy goes halfway and the weights go back to it; d = 1: the fast steps
+    are thrown away; integer buffers (batch norm's count) are left alone. The decay runs from 0
+    at the start to 0.95^5 at the end, as a cube."""
+    from nin.training import lookahead, lookahead_decay
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    slow = {k: torch.zeros_like(v) for k, v in net.state_dict().items()}
+    fast = {k: v.clone() for k, v in net.state_dict().items()}
+    lookahead(slow, net, 0.5)
+    for k, v in net.state_dict().items():
+        want = fast[k] if not v.is_floating_point() else fast[k] / 2
+        assert torch.equal(v, want), k
+        if v.is_floating_point():
+            assert torch.equal(slow[k], want), k
+    with torch.no_grad():
+        net[0].weight.add_(1.0)
+    lookahead(slow, net, 1.0)
+    assert torch.equal(net[0].weight, fast["0.weight"] / 2)
+    assert lookahead_decay(0, 100) == 0 and lookahead_decay(50, 100) == 0.95 ** 5 / 8
+    assert lookahead_decay(100, 100) == 0.95 ** 5
+
+
+def test_lookahead_run_ends_each_epoch_on_its_slow_weights(tmp_path):
+    """The weights a lookahead run saves at an epoch's end are its slow copy (kept in the run
+    state for resuming), and the run differs from the same run without it; --bn-momentum sets
+    every batch norm's."""
+    from nin.training import build_run
+    quiet = dict(log=lambda *_: None, progress=False)
+    cfg = _cfg(tmp_path, "la", "modern", lookahead=True, bn_momentum=0.4, amp=False)
+    run = build_run(cfg, log=lambda *_: None, ddp=False)
+    bns = [m for m in run.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and all(m.momentum == 0.4 for m in bns)
+    train(cfg, **quiet)
+    train(_cfg(tmp_path, "plain", "modern", bn_momentum=0.4, amp=False), **quiet)
+    a, side = _weights(tmp_path / "la")
+    slow = {k[len("slow."):]: v for k, v in ckpt.load_state(side).items()
+            if k.startswith("slow.")}
+    assert slow.keys() == a.keys()
+    assert all(torch.equal(a[k], slow[k]) for k in a if a[k].is_floating_point())
+    b, _ = _weights(tmp_path / "plain")
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lookahead_and_bn_momentum_refuse_bad_settings(tmp_path):
+    base = dict(recipe="modern", dataset="mnist-sample")
+    with pytest.raises(ConfigError, match="--lookahead and --ema"):
+        resolve(dict(base, lookahead=True, ema=0.9))
+    with pytest.raises(ConfigError, match="plateau schedule"):
+        resolve(dict(base, lookahead=True, schedule="plateau"))
+    for bad in (0.0, 1.5):
+        with pytest.raises(ConfigError, match=f"--bn-momentum {bad}"):
+            resolve(dict(base, bn_momentum=bad))
+    with pytest.raises(ConfigError, match="nin_mnist has no batch norm"):
+        train(_cfg(tmp_path, "nobn", "paper", bn_momentum=0.4), log=lambda *_: None,
+              progress=False)
 
 
 def test_ema_and_alternating_flips_refuse_bad_settings():

@@ -65,6 +65,11 @@ class TrainConfig:
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
     ema: float = _f(0.0, "decay per step of a moving average of the weights, which is what is "
                     "evaluated and saved as the run's weights (0: off; e.g. 0.999)")
+    lookahead: bool = _f(False, "lookahead (airbench): every 5 steps a slow copy of the weights "
+                         "moves towards them by 1 - 0.95^5 (t/T)^3 (t/T: the share of the run "
+                         "done) and the weights go back to it; at each epoch's end too")
+    bn_momentum: float | None = _f(None, "batch norm: the weight of each batch in the running "
+                                   "statistics (PyTorch's convention: default 0.1; airbench 0.4)")
     # ---- data
     preprocess: str = _f("gcn_zca", "input preprocessing, fitted on the training split",
                          choices=("scale", "standardize", "gcn_zca", "lcn"))
@@ -116,6 +121,14 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise ConfigError(f"--ema {self.ema}: the decay of the average lies in [0, 1) "
                               "(0: off; 0.999 averages over about 1,000 steps)")
+        if self.lookahead and self.ema:
+            raise ConfigError("--lookahead and --ema both average the weights: choose one")
+        if self.lookahead and self.schedule == "plateau":
+            raise ConfigError("--lookahead follows the share of the run done, which the plateau "
+                              "schedule does not know: use --schedule onecycle or step")
+        if self.bn_momentum is not None and not 0 < self.bn_momentum <= 1:
+            raise ConfigError(f"--bn-momentum {self.bn_momentum}: the weight of a batch lies in "
+                              "(0, 1] (PyTorch's default 0.1)")
         if self.alternate_flips and not self.flip:
             raise ConfigError("--alternate-flips needs --flip")
         if self.whiten != "off" and self.weights:

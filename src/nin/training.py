@@ -47,6 +47,8 @@ from .results import RunResult
 DEAD_STEPS = 100  # steps in a row with a dead class map before a run is called dead
 WHITEN_IMAGES = 5000  # training images whose patches set the whitening filters (airbench: 5000)
 SYNC_EVERY = 50   # steps between host syncs (loss check, dead maps, progress)
+LOOKAHEAD_EVERY = 5  # steps between lookahead pulls, and their largest decay (airbench)
+LOOKAHEAD_DECAY = 0.95 ** LOOKAHEAD_EVERY
 
 
 # ---------------------------------------------------------------- optimizer and schedule
@@ -142,6 +144,30 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int):
             e.copy_(m)
 
 
+@torch.no_grad()
+def lookahead(slow: dict, model: nn.Module, decay: float):
+    """slow <- d * slow + (1 - d) * model, then model <- slow, batch-norm statistics too
+    (airbench's lookahead: the weights take a few fast steps, then fall back towards where they
+    were; d = 1 throws the fast steps away)."""
+    for s, m in zip(slow.values(), model.state_dict().values()):
+        if m.is_floating_point():
+            s.lerp_(m, 1 - decay)
+            m.copy_(s)
+
+
+def lookahead_decay(step: int, total: int) -> float:
+    """airbench's schedule: no averaging at the start, 0.95^5 at the end."""
+    return LOOKAHEAD_DECAY * min(1.0, step / total) ** 3
+
+
+def set_bn_momentum(model: nn.Module, momentum: float, name: str):
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        raise ConfigError(f"--bn-momentum: {name} has no batch norm (the _bn networks have)")
+    for m in bns:
+        m.momentum = momentum
+
+
 def compile_or_eager(net, log, mode: str = "default"):
     """torch.compile the network; if compiling fails (no compiler, unsupported backend), the
     first call falls back to eager mode with a message instead of failing the run."""
@@ -211,6 +237,7 @@ class Run:
     precision: str = "fp32"        # of the training forward pass: fp32 or bf16 (autocast)
     dropout: str = "torch"         # the masks drawn: torch's, or "bits" (device.dropout_masks)
     ema: nn.Module | None = None   # the weights' moving average (cfg.ema), or None
+    slow: dict | None = None       # lookahead's slow weights, by state-dict key (cfg.lookahead)
     board: object = None           # TensorBoard writer (cfg.tensorboard, main rank), or None
 
     @property
@@ -270,6 +297,8 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
                         **({"input_size": cfg.image_size} if cfg.image_size else {}))
     model = build_model(cfg.model, num_classes=len(train_ds.classes), **model_kwargs)
     model = model.to(device)
+    if cfg.bn_momentum is not None:
+        set_bn_momentum(model, cfg.bn_momentum, cfg.model)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     pre = Preprocess(cfg.preprocess, model.in_chans, model.input_size).to(device)
@@ -287,8 +316,9 @@ def build_run(cfg: TrainConfig, log, ddp: bool = True) -> Run:
         net = compile_or_eager(net, log, cfg.compile_mode)
     precision = resolve_precision(device, cfg.amp)
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema else None
+    slow = {k: v.clone() for k, v in model.state_dict().items()} if cfg.lookahead else None
     return Run(cfg=cfg, rank=rank, world=world, device=device, model=model, net=net, pre=pre,
-               ema=ema,
+               ema=ema, slow=slow,
                opt=opt, sched=sched, train_ds=train_ds, test_ds=test_ds,
                data_gen=torch.Generator(device=device).manual_seed(cfg.seed + 1),
                model_kwargs=model_kwargs, log=log, precision=precision,
@@ -316,6 +346,8 @@ def restore(run: Run, resume: bool) -> bool:
             run.log(f"patch whitening: {n} filters of the first conv ({run.cfg.whiten})")
         if run.ema is not None:  # the average starts at the starting weights
             run.ema.load_state_dict(run.model.state_dict())
+        if run.slow is not None:  # and so do lookahead's slow weights
+            lookahead(run.slow, run.model, 0.0)
         run.dropout = dropout_masks(run.device, run.precision)
         return False
     check_resumable(side.config, run.cfg, last)
@@ -370,7 +402,7 @@ def start_from_weights(run: Run):
 # load_run_state, nowhere else (the weights and preprocessing: checkpoint.save_checkpoint).
 # STATE_VERSION goes up when these keys change; checkpoints without it are version 1 (the same
 # keys, from before the pair existed) and resume as they always did.
-STATE_VERSION = 4  # 3: "dropout", the mask a run draws (models.Dropout); 4: "ema"
+STATE_VERSION = 5  # 3: "dropout", the mask a run draws (models.Dropout); 4: "ema"; 5: "slow."
 
 
 def rank_state(run: Run) -> tuple[dict, int]:
@@ -397,6 +429,8 @@ def run_state_dict(run: Run, ranks: list) -> tuple[dict, dict]:
                 dropout=run.dropout, ema=run.ema is not None)
     if run.ema is not None:  # the checkpoint's weights are the average: training's go here
         tensors.update({f"train.{k}": v for k, v in run.model.state_dict().items()})
+    if run.slow is not None:
+        tensors.update({f"slow.{k}": v for k, v in run.slow.items()})
     return meta, tensors
 
 
@@ -412,6 +446,9 @@ def load_run_state(run: Run, side: ckpt.Sidecar, tensors: dict, where):
     if run.ema is not None:
         run.model.load_state_dict({k[len("train."):]: v for k, v in tensors.items()
                                    if k.startswith("train.")})
+    if run.slow is not None:
+        for k, v in run.slow.items():
+            v.copy_(tensors[f"slow.{k}"])
     ckpt.load_optimizer_state(run.opt, tensors, saved.get("optimizer"), device)
     torch.set_rng_state(tensors.get(f"rng.cpu.{r}", tensors["rng.cpu.0"]))
     if device.type == "cuda" and f"rng.cuda.{r}" in tensors:
@@ -463,6 +500,9 @@ def train_epoch(run: Run, stop_signal, progress: bool) -> bool:
                 update_ema(run.ema, run.model, cfg.ema, s.step)
             _accumulate(run, loss, logits, y)
             s.step += 1
+            if run.slow is not None and s.step % LOOKAHEAD_EVERY == 0:
+                lookahead(run.slow, run.model,
+                          lookahead_decay(s.step, cfg.epochs * n_steps))
             s.step_in_epoch += 1
             if s.step_in_epoch % SYNC_EVERY == 0 or s.step_in_epoch == n_steps:
                 _check_health(run, logits)
@@ -563,6 +603,8 @@ def end_epoch(run: Run):
     train_loss, train_acc = loss.item() / seen.item(), correct.item() / seen.item()
     s.epoch += 1
     s.step_in_epoch = 0
+    if run.slow is not None:  # each epoch ends on the slow weights (airbench)
+        lookahead(run.slow, run.model, 1.0)
     record = dict(epoch=s.epoch, step=s.step, lr=cfg.lr * run.sched.factor(s.step - 1),
                   train_loss=train_loss, train_acc=train_acc, time_s=s.wall_s - _wall_before(s),
                   images_per_s=run.last_epoch_rate, precision=run.precision,
