@@ -132,3 +132,14 @@ def test_the_translation_claim_compares_the_rise_of_error_with_shift():
     assert lines[1].endswith("not run.")
     assert "rises by 8.00 points on average with GAP and 2.00 with FC: FC is the more robust " \
            "by 6.00" in lines[2]
+    assert lines[0].endswith("(1 and 1 seed): not resolved: an interval needs two seeds of each.")
+    # two seeds each: the rises' Welch interval decides
+    seeds = shift_claim_lines({
+        "a0": curve("nin_cifar10", [10.0, 11.0, 13.0]),
+        "a1": curve("nin_cifar10", [9.0, 10.5, 12.5]),
+        "b0": curve("nin_cifar10_fc", [12.0, 16.0, 20.0]),
+        "b1": curve("nin_cifar10_fc", [12.0, 16.5, 20.5])})
+    assert "rises by 2.25 points on average with GAP and 6.25 with FC: GAP is the more robust " \
+           "by 4.00 points, 95 % interval [+2.48, +5.52] (Welch, 2.0 degrees of freedom; 2 and " \
+           "2 seeds): holds." in seeds[0]
+    assert seeds[1].endswith("not run.")

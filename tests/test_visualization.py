@@ -192,3 +192,19 @@ def test_shifts_command_keeps_what_it_measured(run, tmp_path, monkeypatch, capsy
     assert main(args) == 2
     assert "shifts.json: not the JSON" in capsys.readouterr().err
     assert (tmp_path / "shifts.json").read_text() == "{"
+
+
+def test_shift_figure_draws_each_network_once_over_its_seeds(tmp_path):
+    """Runs of one network are its seeds: one line, their mean, and a band of their spread."""
+    from nin.visualization import plot_shifts, shift_bands
+    curve = lambda model, err: dict(model=model, shifts=[0, 1], error=err)  # noqa: E731
+    curves = {"gap-0": curve("nin_cifar10", [10.0, 12.0]),
+              "gap-1": curve("nin_cifar10", [12.0, 16.0]),
+              "fc-0": curve("nin_cifar10_fc", [11.0, 15.0])}
+    bands = shift_bands(curves)
+    assert list(bands) == ["nin_cifar10 (mean of 2)", "nin_cifar10_fc"]
+    shifts, mean, sd = bands["nin_cifar10 (mean of 2)"]
+    assert shifts == [0, 1] and mean.tolist() == [11.0, 14.0]
+    assert sd.round(4).tolist() == [1.4142, 2.8284] and bands["nin_cifar10_fc"][2] is None
+    assert plot_shifts(curves, tmp_path / "s.png") == str(tmp_path / "s.png")
+    assert (tmp_path / "s.png").stat().st_size > 0

@@ -189,23 +189,41 @@ def claim_lines(rows: dict) -> list[str]:
     return out
 
 
+def shift_rise(curve: dict) -> float:
+    """A `nin shifts` curve's mean rise of test error over its shifts of 1..N pixels."""
+    e = curve["error"]
+    return sum(x - e[0] for x in e[1:]) / (len(e) - 1)
+
+
 def shift_claim_lines(curves: dict) -> list[str]:
     """Claim (d), GAP is more robust to translations: for each GAP/FC pair, the mean rise of
-    test error over shifts of 1-8 pixels (curves: `nin shifts`' JSON; one seed each)."""
-    rise = {c["model"]: sum(e - c["error"][0] for e in c["error"][1:]) / (len(c["error"]) - 1)
-            for c in curves.values()}
-    top = {c["model"]: c["shifts"][-1] for c in curves.values()}
+    test error over shifts of 1-8 pixels (curves: `nin shifts`' JSON, one curve per run; runs
+    of one network are its seeds), with a Welch interval where each has two seeds or more."""
+    rises, top = {}, {}
+    for c in curves.values():
+        rises.setdefault(c["model"], []).append(shift_rise(c))
+        top[c["model"]] = c["shifts"][-1]
     out = []
     for gap, fc in SHIFT_CLAIMS:
         head = f"- (d) GAP is more robust to translations ({gap} against {fc})"
-        if gap not in rise or fc not in rise:
+        if gap not in rises or fc not in rises:
             out.append(f"{head}: {MISSING}.")
             continue
-        d = rise[fc] - rise[gap]
-        out.append(f"{head}: shifted 1-{top[gap]} pixels, test error rises by {rise[gap]:.2f} "
-                   f"points on average with GAP and {rise[fc]:.2f} with FC: "
-                   f"{'GAP' if d > 0 else 'FC'} is the more robust by {abs(d):.2f} points "
-                   "(one seed each).")
+        g, f = rises[gap], rises[fc]
+        mg, mf = statistics.fmean(g), statistics.fmean(f)
+        d = mf - mg
+        line = (f"{head}: shifted 1-{top[gap]} pixels, test error rises by {mg:.2f} points on "
+                f"average with GAP and {mf:.2f} with FC: {'GAP' if d > 0 else 'FC'} is the more "
+                f"robust by {abs(d):.2f} points")
+        seeds = f"{len(g)} and {len(f)} seed{'s' if len(f) > 1 else ''}"
+        if min(len(g), len(f)) < 2:
+            out.append(f"{line} ({seeds}): not resolved: an interval needs two seeds of each.")
+            continue
+        lo, hi, df = welch_interval(mg, statistics.stdev(g), len(g), mf, statistics.stdev(f),
+                                    len(f))
+        verdict = "holds" if lo > 0 else "reversed" if hi < 0 else "not resolved"
+        out.append(f"{line}, 95 % interval [{lo:+.2f}, {hi:+.2f}] (Welch, {df:.1f} degrees of "
+                   f"freedom; {seeds}): {verdict}.")
     return out
 
 

@@ -195,16 +195,28 @@ def plot_runs(runs, path) -> str:
     return str(path)
 
 
+def shift_bands(curves: dict) -> dict:
+    """label -> (shifts, mean error, std or None) per network: curves maps a run's name to
+    evaluation.shift_errors' result with its "model"; runs of one network are its seeds."""
+    groups = {}
+    for name, c in curves.items():
+        groups.setdefault((c.get("model", name), tuple(c["shifts"])), []).append(c["error"])
+    out = {}
+    for (model, shifts), errs in groups.items():
+        e = np.array(errs, dtype=float)
+        label = model if len(e) == 1 else f"{model} (mean of {len(e)})"
+        out[label] = (list(shifts), e.mean(0), e.std(0, ddof=1) if len(e) > 1 else None)
+    return out
+
+
 def plot_shifts(curves: dict, path) -> str:
-    """Test error against the shift of the test images (paper §4.6), one line per network:
-    curves maps a run's name to evaluation.shift_errors' result, labelled by its "model" if
-    each network appears once."""
-    models = [c.get("model", name) for name, c in curves.items()]
-    labels = models if len(set(models)) == len(models) else list(curves)
+    """Test error against the shift of the test images (paper §4.6), one line per network,
+    the mean of its seeds in a band of +-1 std (shift_bands)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
-    for i, (label, c) in enumerate(zip(labels, curves.values())):
-        ax.plot(c["shifts"], c["error"], marker="o", markersize=3, color=f"C{i % 10}",
-                label=label)
+    for i, (label, (shifts, mean, sd)) in enumerate(shift_bands(curves).items()):
+        ax.plot(shifts, mean, marker="o", markersize=3, color=f"C{i % 10}", label=label)
+        if sd is not None:
+            ax.fill_between(shifts, mean - sd, mean + sd, color=f"C{i % 10}", alpha=0.2, lw=0)
     ax.set_xlabel("shift of the test images, pixels (mean of left, right, up, down; zero fill)")
     ax.set_ylabel("test error, %")
     ax.grid(alpha=0.3)
