@@ -30,10 +30,15 @@ def shipped() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.json")) if WEIGHTS_DIR.is_dir() else []
 
 
+def _sidecar(name: str) -> Path:
+    """Where the shipped weights of `name` are described (the file may not exist)."""
+    return WEIGHTS_DIR / f"{name}.json"
+
+
 def pretrained_info(name: str) -> dict | None:
     """What the shipped weights of `name` recorded: their test error (with or without flip
     TTA, as the run scored it), the split and its size, the stored precision; None if none."""
-    sidecar = WEIGHTS_DIR / f"{name}.json"
+    sidecar = _sidecar(name)
     if not sidecar.is_file():
         return None
     side = read_sidecar(sidecar, check=())
@@ -81,7 +86,7 @@ def transfer(model: NIN, source: NIN, where="the weights") -> list[str]:
 
 def load_pretrained(name: str, map_location="cpu"):
     """(model, preprocess, Sidecar) of the weights shipped for `name`."""
-    sidecar = WEIGHTS_DIR / f"{name}.json"
+    sidecar = _sidecar(name)
     if not sidecar.is_file():
         raise CheckpointError(
             f"no pretrained weights for {name} in {WEIGHTS_DIR} (shipped: "
