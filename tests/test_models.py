@@ -221,3 +221,26 @@ def test_goodfellows_maxout_network_has_the_pylearn2_shapes(tmp_path):
     side = ckpt.save_checkpoint(tmp_path, 1, m, Preprocess("standardize", 3, 32), {})
     x = torch.randn(2, 3, 32, 32)
     assert torch.equal(ckpt.load_checkpoint(side)[0](x), m(x))
+
+
+def test_identity_init_passes_each_layer_input_on():
+    """--dirac: every conv but the first and the class layer starts with its first min(out, in)
+    filters as the identity; a 1x1 192 -> 192 layer then maps its input to itself, and the
+    rest of the filters keep their random init."""
+    import torch
+
+    from nin.models import build_model, dirac_init
+    model = build_model("nin_cifar10_bn", init="kaiming")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    first, last = convs[0].weight.clone(), model.last_layer().weight.clone()
+    assert dirac_init(model) == len(convs) - 2
+    assert torch.equal(convs[0].weight, first) and torch.equal(model.last_layer().weight, last)
+    square = next(c for c in convs[1:]
+                  if c.in_channels == c.out_channels and c.kernel_size == (1, 1))
+    x = torch.randn(2, square.in_channels, 4, 4)
+    assert torch.equal(square(x), x)
+    wide = next(c for c in convs[1:] if c.out_channels > c.in_channels)  # 5x5 96 -> 192
+    k = wide.kernel_size[0] // 2
+    n = wide.in_channels
+    assert torch.equal(wide.weight[:n, :, k, k], torch.eye(n))
+    assert wide.weight[:n].abs().sum() == n and wide.weight[n:].abs().sum() > 0

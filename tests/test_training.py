@@ -301,6 +301,22 @@ def test_lookahead_run_ends_each_epoch_on_its_slow_weights(tmp_path):
     assert not all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_dirac_run_starts_from_the_identity(tmp_path):
+    """--dirac on a fresh run (not on resume: the checkpoint's weights win): nin_mnist_bn's
+    1x1 layers (all narrowing, e.g. 96 -> 64) start by passing their first input channels
+    on; without it they do not."""
+    from nin.training import build_run, restore
+    for dirac in (True, False):
+        cfg = _cfg(tmp_path, f"d{dirac}", "modern", dirac=dirac, amp=False)
+        run = build_run(cfg, log=lambda *_: None, ddp=False)
+        restore(run, resume=False)
+        ones = [m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d)
+                and m.kernel_size == (1, 1) and m is not run.model.last_layer()]
+        assert len(ones) == 5
+        assert all(torch.equal(m.weight[:, :, 0, 0], torch.eye(m.out_channels, m.in_channels))
+                   for m in ones) is dirac
+
+
 def test_lookahead_and_bn_momentum_refuse_bad_settings(tmp_path):
     base = dict(recipe="modern", dataset="mnist-sample")
     with pytest.raises(ConfigError, match="--lookahead and --ema"):
@@ -310,6 +326,8 @@ def test_lookahead_and_bn_momentum_refuse_bad_settings(tmp_path):
     for bad in (0.0, 1.5):
         with pytest.raises(ConfigError, match=f"--bn-momentum {bad}"):
             resolve(dict(base, bn_momentum=bad))
+    with pytest.raises(ConfigError, match="--dirac sets the convs"):
+        resolve(dict(base, dirac=True, weights="pretrained"))
     with pytest.raises(ConfigError, match="nin_mnist has no batch norm"):
         train(_cfg(tmp_path, "nobn", "paper", bn_momentum=0.4), log=lambda *_: None,
               progress=False)

@@ -61,6 +61,8 @@ class TrainConfig:
     whiten: str = _f("off", "patch-whitening init of the first conv (airbench): filters start as "
                      "the +-eigenvectors of its input patches' covariance over 1/sqrt(eigenvalue); "
                      "frozen: they stay so", choices=("off", "trained", "frozen"))
+    dirac: bool = _f(False, "identity init (airbench): every conv but the first and the class "
+                     "layer starts with its first filters passing its input channels on")
     drop_rate: float = _f(0.5, "dropout after the first two mlpconv blocks")
     label_smoothing: float = _f(0.0, "label smoothing of the cross-entropy")
     ema: float = _f(0.0, "decay per step of a moving average of the weights, which is what is "
@@ -131,6 +133,9 @@ class TrainConfig:
                               "(0, 1] (PyTorch's default 0.1)")
         if self.alternate_flips and not self.flip:
             raise ConfigError("--alternate-flips needs --flip")
+        if self.dirac and self.weights:
+            raise ConfigError("--dirac sets the convs of a network trained from scratch; with "
+                              "--weights it would overwrite the pretrained ones: drop one")
         if self.whiten != "off" and self.weights:
             raise ConfigError("--whiten sets the first conv of a network trained from scratch; "
                               "with --weights it would overwrite the pretrained one: drop one")

@@ -296,6 +296,26 @@ def whiten_first_conv(model: nn.Module, images: torch.Tensor) -> int:
     return n
 
 
+@torch.no_grad()
+def dirac_init(model: NIN) -> int:
+    """Identity init (airbench's dirac): in every conv but the first (it sees the image) and the
+    class layer, the first min(out, in) filters start as the identity on their input channels
+    (1 at the centre of the kernel, 0 elsewhere), so each layer starts by passing its input on;
+    the other filters keep their init. Returns the convs set."""
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    last = model.last_layer()
+    done = 0
+    for conv in convs[1:]:
+        if conv is last:
+            continue
+        w = conv.weight
+        nn.init.dirac_(w[:w.size(1)])
+        if conv.bias is not None:
+            conv.bias[:w.size(1)] = 0
+        done += 1
+    return done
+
+
 def freeze_rows(param: nn.Parameter, n: int):
     """Keep the first n rows (filters) of param at their values: their gradient is zeroed, so
     momentum never moves them (weight decay must be off for param: training.param_groups)."""

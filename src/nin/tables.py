@@ -91,7 +91,8 @@ def augmented(row) -> bool:
 RECIPE_FIELDS = ("init", "lr", "batch_size", "schedule", "milestones", "epochs", "weight_decay",
                  "drop_rate", "label_smoothing", "translate", "flip", "preprocess", "momentum",
                  "warmup_epochs", "crop_size", "crop_epochs", "bias_lr_mult", "ema",
-                 "alternate_flips", "whiten", "lookahead", "bn_momentum")
+                 "alternate_flips", "whiten", "dirac", "lookahead",
+                 "bn_momentum")
 
 
 def changes(config: dict) -> list[str]:

@@ -38,8 +38,8 @@ from .device import (autocast, dropout_masks, environment, eval_precision, pick_
 from .errors import ConfigError, DeadStartError, Interrupted, NonFiniteLoss, Preempted
 from .evaluation import evaluate
 from .files import read_jsonl
-from .models import (ARCHS, build_model, count_params, first_conv, freeze_rows, model_info,
-                     set_dropout_bits, whiten_first_conv, whiten_rows)
+from .models import (ARCHS, build_model, count_params, dirac_init, first_conv, freeze_rows,
+                     model_info, set_dropout_bits, whiten_first_conv, whiten_rows)
 from .paper import num_classes
 from .preprocessing import Preprocess, augment
 from .results import RunResult
@@ -341,6 +341,8 @@ def restore(run: Run, resume: bool) -> bool:
             start_from_weights(run)
         else:
             run.pre.fit(run.train_ds.images)
+        if run.cfg.dirac:
+            run.log(f"identity init: {dirac_init(run.model)} convs")
         if run.cfg.whiten != "off":
             n = whiten_first_conv(run.model, run.pre(run.train_ds.images[:WHITEN_IMAGES]))
             run.log(f"patch whitening: {n} filters of the first conv ({run.cfg.whiten})")
