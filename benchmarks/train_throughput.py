@@ -5,7 +5,7 @@ loss, weights and optimizer; fused SGD on CUDA).
 
   python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 64 128] [--size 24]
                                         [--precision fp32 bf16] [--models nin_cifar10_bn]
-                                        [--dropout auto torch bits]
+                                        [--dropout auto torch bits] [--compile-bn-relu]
 Dropout masks are drawn as training draws them (random bits for bf16 on the CPU, torch's
 bernoulli_ elsewhere) unless --dropout names them: `--dropout torch bits` times both.
 """
@@ -24,8 +24,31 @@ from nin.config import resolve
 from nin.training import compile_or_eager, make_optimizer, train_step
 
 
+class _BNReLU(torch.nn.Module):
+    def __init__(self, bn):
+        super().__init__()
+        self.bn = bn
+
+    def forward(self, x):
+        return torch.relu(self.bn(x))
+
+
+def compile_bn_relu(model):
+    """torch.compile each batch norm + ReLU pair alone, the convolutions left to eager oneDNN:
+    the one fusion that could cut their memory passes (together 43 % of a bf16 CPU step) without
+    the whole-network compile, which gained nothing. Returns how many pairs it compiled."""
+    torch._dynamo.config.cache_size_limit = 64  # one compiled graph per pair, as each is a module
+    pairs = 0
+    for seq in [m for m in model.modules() if isinstance(m, torch.nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            if isinstance(seq[i], torch.nn.BatchNorm2d) and isinstance(seq[i + 1], torch.nn.ReLU):
+                seq[i], seq[i + 1] = torch.compile(_BNReLU(seq[i])), torch.nn.Identity()
+                pairs += 1
+    return pairs
+
+
 def measure(model_name, recipe, batch, device, steps, warmup, compile_, precision, size,
-            dropout="auto", compile_mode="default"):
+            dropout="auto", compile_mode="default", bn_relu=False):
     dataset = model_info(model_name)["dataset"]  # the recipe's settings for its images
     cfg = resolve(dict(recipe=recipe, dataset=dataset, batch_size=batch))
     cuda = device.type == "cuda"
@@ -38,6 +61,8 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     size = None if size == side else size
     pre = Preprocess(cfg.preprocess, c, side).to(device)
     opt = make_optimizer(model, cfg, cuda)
+    if bn_relu and not compile_bn_relu(model):
+        raise SystemExit(f"--compile-bn-relu: {model_name} has no batch norm + ReLU pairs")
     net = compile_or_eager(model, print, compile_mode) if compile_ else model
     images = torch.randint(0, 256, (batch * 8, c, side, side), dtype=torch.uint8, device=device)
     labels = torch.randint(0, 10, (batch * 8,), device=device)
@@ -60,7 +85,7 @@ def measure(model_name, recipe, batch, device, steps, warmup, compile_, precisio
     macs = count_macs(model, size=size)
     ips = steps * batch / dt
     return dict(model=model_name, recipe=recipe, precision=precision,
-                dropout=dropout, batch=batch,
+                dropout=dropout, compile_bn_relu=bn_relu, batch=batch,
                 size=size or side, steps=steps, seconds=round(dt, 3),
                 images_per_s=round(ips, 1), train_gflop_per_image=round(6 * macs / 1e9, 3),
                 achieved_tflops=round(ips * 6 * macs / 1e12, 4))
@@ -82,6 +107,8 @@ def main():
     ap.add_argument("--compile-mode", default="default",
                     help="torch.compile mode (reduce-overhead: CUDA graphs, for launch-bound "
                          "steps)")
+    ap.add_argument("--compile-bn-relu", nargs="+", type=int, default=[0], choices=(0, 1),
+                    help="1: torch.compile each batch norm + ReLU pair alone; `0 1` times both")
     args = ap.parse_args()
     device = torch.device(args.device)
     cuda = device.type == "cuda"
@@ -92,10 +119,10 @@ def main():
     rows = []
     for model in args.models:
         recipe = "modern" if model.endswith("_bn") else "paper"
-        for b, size, p, d in itertools.product(batches, args.size, args.precision,
-                                               args.dropout):
+        for b, size, p, d, f in itertools.product(batches, args.size, args.precision,
+                                                  args.dropout, args.compile_bn_relu):
             r = measure(model, recipe, b, device, steps, 10 if cuda else 2, args.compile, p,
-                        size or None, d, args.compile_mode)
+                        size or None, d, args.compile_mode, bool(f))
             r["share_of_peak"] = round(r["achieved_tflops"] * 1e12 / peaks[p], 4)
             rows.append(r)
     env = environment(device)
@@ -103,7 +130,7 @@ def main():
           "measured matmul peaks " + ", ".join(f"{p} {v / 1e12:.3f} TFLOP/s"
                                                for p, v in peaks.items())
           + "; training step = 6 x forward multiply-adds")
-    table(rows, ["model", "precision", "dropout", "batch", "size", "images_per_s",
+    table(rows, ["model", "precision", "dropout", "compile_bn_relu", "batch", "size", "images_per_s",
                  "achieved_tflops", "share_of_peak"])
     write(args.name or f"train_throughput_{device.type}", dict(
         benchmark="train_throughput", matmul_peak_tflops={p: round(v / 1e12, 4)

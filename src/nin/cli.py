@@ -82,7 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
     _add_setup_parsers(sub)
     add_train_parser(sub)
-    _add_weights_parsers(sub)
+    _add_scoring_parsers(sub)
+    _add_drawing_parsers(sub)
     _add_results_parsers(sub)
     return ap
 
@@ -104,8 +105,8 @@ def _add_setup_parsers(sub):
     _add_data_dir(p)
 
 
-def _add_weights_parsers(sub):
-    """eval, predict, maps, export: commands that read trained weights"""
+def _add_scoring_parsers(sub):
+    """eval, predict: commands that score trained weights"""
     p = sub.add_parser("eval", help="evaluate trained weights on a dataset split")
     _add_weights(p)
     p.add_argument("--dataset", help="default: the one the weights were trained on")
@@ -127,6 +128,9 @@ def _add_weights_parsers(sub):
     _add_tta(p)
     p.add_argument("--json", action="store_true")
 
+
+def _add_drawing_parsers(sub):
+    """maps, shifts, export: commands that draw or write out trained weights"""
     p = sub.add_parser("maps", help="draw the class confidence maps over images (paper §4.7)")
     p.add_argument("images", nargs="*", help="PNG/JPEG files")
     _add_weights(p)
