@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A run's record for results/, ready to commit before a session ends: its metrics.jsonl (and
+# result.json once finished), its log, and its newest resumable checkpoint, which replaces the
+# one in DEST/checkpoints (one path, overwritten each time). A later session, on any machine,
+# continues the run from it: cp -r DEST/checkpoints DEST/metrics.jsonl RUN/ && nin sweep ...
+#
+#   bash scripts/snapshot_run.sh RUN DEST [LOG]     # LOG: the sweep's output, kept as train.log
+#
+# Checkpoints are git-ignored under results/: add them with `git add -f DEST/checkpoints`.
+set -euo pipefail
+run=${1:?usage: snapshot_run.sh RUN DEST [LOG]}
+dest=${2:?usage: snapshot_run.sh RUN DEST [LOG]}
+log=${3:-}
+last=$(ls "$run"/checkpoints/step-*.json 2>/dev/null | sort | tail -1 || true)
+[ -n "$last" ] || { echo "snapshot_run: no checkpoint in $run/checkpoints" >&2; exit 1; }
+mkdir -p "$dest/checkpoints"
+# copy first, then swap: a copy that fails leaves the previous snapshot whole
+tmp=$(mktemp -d "$dest/.snapshot.XXXXXX")
+cp "${last%.json}".* "$tmp/"
+rm -f "$dest"/checkpoints/step-*
+mv "$tmp"/* "$dest/checkpoints/"
+rmdir "$tmp"
+cp "$run/metrics.jsonl" "$dest/"
+if [ -f "$run/result.json" ]; then cp "$run/result.json" "$dest/"; fi
+if [ -n "$log" ]; then cp "$log" "$dest/train.log"; fi
+echo "$dest: $(basename "$last" .json), $(wc -l < "$dest/metrics.jsonl") lines of metrics"
