@@ -5,7 +5,7 @@ loss, weights and optimizer; fused SGD on CUDA).
 
   python benchmarks/train_throughput.py [--device cpu|cuda] [--batch 64 128] [--size 24]
                                         [--precision fp32 bf16] [--models nin_cifar10_bn]
-                                        [--dropout auto torch bits] [--compile-bn-relu]
+                                        [--dropout auto torch bits] [--compile-bn-relu 0 1]
 Dropout masks are drawn as training draws them (random bits for bf16 on the CPU, torch's
 bernoulli_ elsewhere) unless --dropout names them: `--dropout torch bits` times both.
 """
