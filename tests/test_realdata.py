@@ -55,7 +55,7 @@ def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, 
 
 
 # Networks whose weights ship in src/nin/weights (trained on this CPU; see results/cpu/).
-SHIPPED = ["nin_mnist", "nin_mnist_bn", "nin_cifar10_bn"]
+SHIPPED = ["nin_mnist", "nin_mnist_bn", "nin_cifar10_bn", "nin_cifar10"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
