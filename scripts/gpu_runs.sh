@@ -91,7 +91,10 @@ pack() {  # run folders and benchmark JSON into $OUT/runs.tgz.part00, 01, ...
     local rel=${run#"$WORK"/}; rel=${rel%/}
     mkdir -p "$stage/$rel/checkpoints"
     cp "$run"/*.json* "$stage/$rel/" 2>/dev/null
-    local last; last=$(ls "$run"/checkpoints/step-*.json 2>/dev/null | tail -1)
+    local last; last=$(python -c 'import sys
+from nin.checkpoint import latest_valid  # skips a damaged newest one, as --resume does
+path, _ = latest_valid(sys.argv[1], log=lambda m: print("pack:", m, file=sys.stderr))
+print(path or "")' "$run")
     [ -n "$last" ] && cp "${last%.json}".* "$stage/$rel/checkpoints/"
     [ -f "$run/result.json" ] && rm -f "$stage/$rel"/checkpoints/*.state.safetensors
   done

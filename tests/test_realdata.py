@@ -6,6 +6,7 @@ import torch
 
 from nin.cli import main
 from nin.data import load_dataset, verify_files
+from nin.hub import shipped
 from nin.config import resolve
 from nin.training import train
 
@@ -54,8 +55,10 @@ def test_short_cpu_training_on_real_mnist_beats_chance(real_data_dir, tmp_path, 
     assert '"n": 10000' in capsys.readouterr().out
 
 
-# Networks whose weights ship in src/nin/weights (trained on this CPU; see results/cpu/).
-SHIPPED = ["nin_mnist", "nin_mnist_bn", "nin_cifar10_bn", "nin_cifar10"]
+# Every network whose weights ship in src/nin/weights (read from the package, so a new one is
+# scored too); the four named must stay among them.
+SHIPPED = shipped()
+assert {"nin_mnist", "nin_mnist_bn", "nin_cifar10_bn", "nin_cifar10"} <= set(SHIPPED), SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -262,28 +262,37 @@ def test_the_dropout_mask_is_the_runs_own(tmp_path):
 
 
 def test_snapshot_script_keeps_one_newest_checkpoint(tmp_path):
-    """scripts/snapshot_run.sh: the newest checkpoint replaces the committed one (one path,
-    overwritten), with the metrics and the log; a run with no checkpoint is refused by name."""
+    """scripts/snapshot_run.sh: the newest whole checkpoint replaces the committed one (one path,
+    overwritten), with the metrics and the log; a damaged newer one is skipped, as --resume
+    skips it; a run with no checkpoint is refused by name."""
+    import sys
+
+    from nin.models import build_model
     script = Path(__file__).resolve().parents[1] / "scripts" / "snapshot_run.sh"
     run, dest = tmp_path / "run", tmp_path / "dest"
     (run / "checkpoints").mkdir(parents=True)
     (dest / "checkpoints").mkdir(parents=True)
-    for step, where in ((10, run), (20, run), (5, dest)):
-        for suffix in (".json", ".safetensors", ".state.safetensors"):
-            (where / "checkpoints" / f"step-{step:08d}{suffix}").write_text(str(step))
+    m = build_model("nin_mnist")
+    for step, where in ((10, run), (20, run), (30, run), (5, dest)):
+        ckpt.save_checkpoint(where / "checkpoints", step, m, Preprocess("scale"), dict(config={}),
+                             state={"rng": torch.zeros(3)})
+    damaged = run / "checkpoints" / "step-00000030.state.safetensors"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
     (run / "metrics.jsonl").write_text('{"epoch": 1}\n{"epoch": 2}\n')
     (tmp_path / "rank1.log").write_text("epoch   2\n")
-    subprocess.run(["bash", str(script), str(run), str(dest), str(tmp_path / "rank1.log")],
-                   check=True, capture_output=True)
+    env = dict(os.environ, PYTHON=sys.executable)
+    r = subprocess.run(["bash", str(script), str(run), str(dest), str(tmp_path / "rank1.log")],
+                       check=True, capture_output=True, text=True, env=env)
+    assert "skipping a damaged checkpoint" in r.stderr and str(damaged) in r.stderr
     kept = sorted(p.name for p in (dest / "checkpoints").iterdir())
     assert kept == [f"step-00000020{s}" for s in (".json", ".safetensors", ".state.safetensors")]
-    assert (dest / "checkpoints" / "step-00000020.json").read_text() == "20"
+    assert ckpt.read_sidecar(dest / "checkpoints" / "step-00000020.json", ("weights", "state"))
     assert (dest / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
     assert (dest / "train.log").read_text() == "epoch   2\n"
     assert not list(dest.glob(".snapshot.*"))
     empty = tmp_path / "empty"
     empty.mkdir()
     r = subprocess.run(["bash", str(script), str(empty), str(dest)], capture_output=True,
-                       text=True)
+                       text=True, env=env)
     assert r.returncode != 0 and f"no checkpoint in {empty}" in r.stderr
     assert len(list((dest / "checkpoints").iterdir())) == 3  # the snapshot there is untouched
