@@ -91,10 +91,7 @@ pack() {  # run folders and benchmark JSON into $OUT/runs.tgz.part00, 01, ...
     local rel=${run#"$WORK"/}; rel=${rel%/}
     mkdir -p "$stage/$rel/checkpoints"
     cp "$run"/*.json* "$stage/$rel/" 2>/dev/null
-    local last; last=$(python -c 'import sys
-from nin.checkpoint import latest_valid  # skips a damaged newest one, as --resume does
-path, _ = latest_valid(sys.argv[1], log=lambda m: print("pack:", m, file=sys.stderr))
-print(path or "")' "$run")
+    local last; last=$(python "$root/scripts/newest_checkpoint.py" "$run")  # skips a damaged one
     [ -n "$last" ] && cp "${last%.json}".* "$stage/$rel/checkpoints/"
     [ -f "$run/result.json" ] && rm -f "$stage/$rel"/checkpoints/*.state.safetensors
   done

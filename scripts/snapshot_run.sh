@@ -7,17 +7,14 @@
 #   bash scripts/snapshot_run.sh RUN DEST [LOG]     # LOG: the sweep's output, kept as train.log
 #
 # Checkpoints are git-ignored under results/: add them with `git add -f DEST/checkpoints`.
-# The newest checkpoint whose files match their hashes is taken (nin.checkpoint.latest_valid, as
+# The newest checkpoint whose files match their hashes is taken (scripts/newest_checkpoint.py, as
 # --resume does): one cut short by a killed writer is skipped with a message. PYTHON: which
 # interpreter has nin (default python3).
 set -euo pipefail
 run=${1:?usage: snapshot_run.sh RUN DEST [LOG]}
 dest=${2:?usage: snapshot_run.sh RUN DEST [LOG]}
 log=${3:-}
-last=$("${PYTHON:-python3}" -c 'import sys
-from nin.checkpoint import latest_valid
-path, _ = latest_valid(sys.argv[1], log=lambda m: print("snapshot_run:", m, file=sys.stderr))
-print(path or "")' "$run")
+last=$("${PYTHON:-python3}" "$(dirname "$0")/newest_checkpoint.py" "$run")
 [ -n "$last" ] || { echo "snapshot_run: no checkpoint in $run/checkpoints" >&2; exit 1; }
 mkdir -p "$dest/checkpoints"
 # copy first, then swap: a copy that fails leaves the previous snapshot whole

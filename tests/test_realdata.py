@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from nin.cli import main
+from nin.config import resolve
 from nin.data import load_dataset, verify_files
 from nin.hub import shipped
-from nin.config import resolve
 from nin.training import train
 
 pytestmark = pytest.mark.realdata

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fakedata import small_train_cmd
 from nin import checkpoint as ckpt
 from nin.config import resolve
 from nin.errors import ConfigError
-from nin.models import NIN
+from nin.models import NIN, build_model
 from nin.preprocessing import Preprocess
 from nin.training import STATE_VERSION, run_lock, train
 
@@ -265,9 +266,6 @@ def test_snapshot_script_keeps_one_newest_checkpoint(tmp_path):
     """scripts/snapshot_run.sh: the newest whole checkpoint replaces the committed one (one path,
     overwritten), with the metrics and the log; a damaged newer one is skipped, as --resume
     skips it; a run with no checkpoint is refused by name."""
-    import sys
-
-    from nin.models import build_model
     script = Path(__file__).resolve().parents[1] / "scripts" / "snapshot_run.sh"
     run, dest = tmp_path / "run", tmp_path / "dest"
     (run / "checkpoints").mkdir(parents=True)
