@@ -374,6 +374,28 @@ def test_an_unfinished_run_shows_what_it_reached(tmp_path):
     assert unfinished(tmp_path, "cifar10", cfg["model"], "modern") is None
 
 
+def test_an_unfinished_pilot_lists_every_evaluated_epoch(tmp_path):
+    """A run snapshotted mid-way (checkpoints/, as scripts/snapshot_run.sh writes) shows in the
+    generated block with each evaluated epoch; a stopped or finished one does not."""
+    from nin.config import resolve
+    from nin.tables import running_table, unfinished
+    run = tmp_path / "results" / "cpu" / "p"
+    (run / "checkpoints").mkdir(parents=True)
+    cfg = resolve(dict(recipe="paper", dataset="cifar10", epochs=100, eval_split="val",
+                       train_split="train-val")).to_dict()
+    side = ckpt.Sidecar(model=cfg["model"], num_classes=10, preprocess={}, files={}, config=cfg)
+    (run / "checkpoints" / "step-00000020.json").write_bytes(side.to_json())
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        dict(epoch=5, test_error=34.0, train_acc=0.634, time_s=60.0, precision="bf16"),
+        dict(epoch=6, time_s=60.0), dict(epoch=6.5, partial=True)]))
+    text = "\n".join(running_table(tmp_path))
+    assert "epoch 6 of 100 reached after 2 minutes" in text and "bf16 training" in text
+    assert "| validation error % | 34.00 |" in text and "| training accuracy % | 63.4 |" in text
+    assert unfinished(tmp_path, "cifar10", cfg["model"], "paper") is None  # val: not a result
+    (run / "stopped.json").write_text("{}")
+    assert running_table(tmp_path) == ["No run is unfinished."]
+
+
 def test_config_files_follow_the_rules_of_flags(tmp_path, capsys):
     """A config file is checked as flags are, resolved in the same order (defaults, recipe,
     its dataset settings, the file, then flags), and a sweep file is sent to `nin sweep`."""

@@ -11,10 +11,11 @@ from .results import RunResult, collect
 from .tables import bench_tables, blocks
 
 # the pages and the blocks each holds (their builders: tables.py)
-PAGES = {"results.md": ("results", "ablations", "claims", "pilots", "short"),
+PAGES = {"results.md": ("results", "ablations", "claims", "pilots", "running", "short"),
          "speed.md": ("bench",)}
 TITLES = dict(results="Results", ablations="Ablations on CIFAR-10", claims="The claims",
-              pilots="Pilots on the validation split", short="Short runs")
+              pilots="Pilots on the validation split", running="Unfinished runs",
+              short="Short runs")
 
 
 def load_results(root) -> list[RunResult]:

@@ -1,6 +1,6 @@
 """The results tables, built from typed results: the paper beside ours, the ablations and the
-claims (with Welch intervals), the pilots, short runs, benchmarks. Each builder returns Markdown
-lines; report.py splices them into pages, whose prose lives in the pages.
+claims (with Welch intervals), the pilots, unfinished runs, short runs, benchmarks. Each builder
+returns Markdown lines; report.py splices them into pages, whose prose lives in the pages.
 
 Full runs (all training images, the whole test set) fill the paper-beside-ours tables, as
 mean ± std over seeds; shorter runs (subsets, samples) are listed apart.
@@ -228,22 +228,56 @@ def shift_claim_lines(curves: dict) -> list[str]:
     return out
 
 
-def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
-    """A run committed unfinished (metrics and a resume/ checkpoint, no result.json), as what
-    it reached: never extrapolated."""
+def unfinished_runs(root: Path) -> list[tuple[Path, object, list[dict]]]:
+    """Runs committed mid-way under root/results: (folder, TrainConfig, evaluated epochs) for
+    each folder with metrics and a resumable checkpoint (checkpoints/, or resume/ of older
+    snapshots) but no result.json and no stopped.json."""
     from .checkpoint import read_sidecar
     from .config import config_from_dict
-    for path in sorted(Path(root).glob("results/**/resume/step-*.json")):
-        folder = path.parent.parent
-        c = config_from_dict(read_sidecar(path, check=()).config)
-        rows = read_jsonl(folder / "metrics.jsonl") if (folder / "metrics.jsonl").is_file() \
-            else []
-        done = [r for r in rows if "test_error" in r and not r.get("partial")]
+    out = []
+    for folder in sorted({p.parent.parent for d in ("checkpoints", "resume")
+                          for p in Path(root).glob(f"results/**/{d}/step-*.json")}):
+        if (folder / "result.json").exists() or (folder / "stopped.json").exists() or \
+                not (folder / "metrics.jsonl").is_file():
+            continue
+        side = max(folder.glob("*/step-*.json"), key=lambda p: p.name)
+        rows = [r for r in read_jsonl(folder / "metrics.jsonl") if not r.get("partial")]
+        out.append((folder, config_from_dict(read_sidecar(side, check=()).config), rows))
+    return out
+
+
+def unfinished(root: Path, dataset: str, model: str, recipe: str) -> str | None:
+    """A test-split run committed unfinished, as what it reached: never extrapolated."""
+    for folder, c, rows in unfinished_runs(root):
+        done = [r for r in rows if "test_error" in r]
         if (c.dataset, c.model, c.recipe) == (dataset, model, recipe) and done and \
-                not (folder / "result.json").exists() and c.eval_split == "test":
+                c.eval_split == "test":
             return (f"unfinished: {done[-1]['test_error']:.2f} at epoch {done[-1]['epoch']} of "
                     f"{c.epochs} (`{folder.relative_to(root)}`, resumable)")
     return None
+
+
+def running_table(root: Path) -> list[str]:
+    """Each unfinished run: its error at every evaluated epoch so far, the epoch it reached and
+    the minutes that took (the sum of its epoch times)."""
+    out = []
+    for folder, c, rows in unfinished_runs(root):
+        done = [r for r in rows if "test_error" in r]
+        epochs = [r for r in rows if "time_s" in r]
+        if not done:
+            continue
+        split = "validation" if c.eval_split == "val" else c.eval_split
+        out += [f"`{folder.relative_to(root)}` ({c.model}, {c.dataset}, {c.recipe} recipe, "
+                f"{c.epochs} epochs, seed {c.seed}): epoch {rows[-1]['epoch']} of {c.epochs} "
+                f"reached after {sum(r['time_s'] for r in epochs) / 60:.0f} minutes of training; "
+                f"{split} error without TTA, {done[-1].get('precision', 'fp32')} training:", "",
+                "| epoch | " + " | ".join(str(r["epoch"]) for r in done) + " |",
+                "|---" * (len(done) + 1) + "|",
+                f"| {split} error % | " + " | ".join(f"{r['test_error']:.2f}" for r in done) + " |",
+                "| training accuracy % | " + " | ".join(
+                    f"{100 * r['train_acc']:.1f}" if "train_acc" in r else "—" for r in done)
+                + " |", ""]
+    return out[:-1] or ["No run is unfinished."]
 
 
 def pilots_table(results: list[RunResult], root: Path) -> list[str]:
@@ -320,7 +354,7 @@ def blocks(results: list[RunResult], root: Path = Path(".")) -> dict[str, str]:
         json.loads(shifts.read_text()) if shifts.is_file() else {})
     parts = dict(results=results_table(full, root), ablations=ablations_table(ablations),
                  claims=claims, pilots=pilots_table(results, root),
-                 short=short_table(results, root))
+                 running=running_table(Path(root)), short=short_table(results, root))
     return {k: "\n".join(v) for k, v in parts.items()}
 
 def bench_tables(root) -> str:
