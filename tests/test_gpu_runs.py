@@ -33,8 +33,8 @@ def test_gpu_script_runs_two_seeds_and_packs_them(tmp_path, real_data_dir):
         results = [json.load(tar.extractfile(n)) for n in names if n.endswith("/result.json")]
     assert sorted(r["config"]["seed"] for r in results) == [0, 1]
     assert all(r["finished"] and r["final"]["n"] == 128 for r in results)
-    weights = [n for n in names if n.endswith(".safetensors")]
-    assert len(weights) == 2 and not any("state" in n for n in weights)  # finished: weights only
+    kept = sorted(Path(n).name.split(".", 1)[1] for n in names if n.endswith(".safetensors"))
+    assert kept == ["preprocess.safetensors"] * 2 + ["safetensors"] * 2  # finished: no state
     assert any(n.endswith("train_throughput_cpu_two0.json") for n in names)
     assert {"probe.log", "rank0.log", "rank1.log"} <= {p.name for p in out.iterdir()}
     assert not (ROOT / "runs" / "toy").exists()  # nothing left in the clone

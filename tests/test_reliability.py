@@ -113,6 +113,30 @@ def test_checkpoint_with_another_class_count(tmp_path):
         ckpt.load_weights(meta, model=build_model("nin_cifar100"))
 
 
+def test_a_fitted_preprocessing_is_stored_once_per_run(tmp_path):
+    """A ZCA matrix (36 MiB for CIFAR-10) goes in a file of its own with the same bytes at every
+    step, so git stores it once however many snapshots are committed; both files are hashed,
+    the pair loads as one, and a package makes one file of it again."""
+    from nin.hub import package
+    m, images = build_model("nin_cifar10"), torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    pre = Preprocess("gcn_zca", 3, 8).fit(images)
+    a, b = (ckpt.save_checkpoint(tmp_path, s, m, pre, dict(config={})) for s in (1, 2))
+    files = ckpt.read_sidecar(b).files
+    assert sorted(files) == ["preprocess", "weights"]
+    pa, pb = (ckpt.read_sidecar(s).file("preprocess") for s in (a, b))
+    assert pa != pb and pa.read_bytes() == pb.read_bytes()
+    _, loaded, _ = ckpt.load_checkpoint(b)
+    assert torch.equal(loaded.zca_matrix, pre.zca_matrix) and loaded.kind == "gcn_zca"
+    x = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    assert torch.equal(loaded(x), pre(x))
+    pb.write_bytes(pb.read_bytes()[:-16])
+    with pytest.raises(ckpt.CheckpointError, match="preprocess.safetensors: sha256 does not"):
+        ckpt.load_checkpoint(b)
+    shipped = package(a, "nin_cifar10", out_dir=tmp_path / "ship")
+    assert sorted(ckpt.read_sidecar(shipped).files) == ["weights"]  # one file again
+    assert torch.equal(ckpt.load_checkpoint(shipped)[1].zca_matrix, pre.zca_matrix)
+
+
 def test_resume_skips_a_damaged_newest_checkpoint(tmp_path):
     cfg = resolve(dict(recipe="paper", dataset="mnist-sample", subset=128, eval_subset=64,
                        batch_size=32,

@@ -1,9 +1,12 @@
 """Checkpoints: safetensors weights (with the preprocessing buffers) and a JSON sidecar.
 
-A checkpoint `step-00001234` in a run's checkpoints/ folder is three files:
-  step-00001234.safetensors        model.* and preprocess.* tensors (what eval and predict need)
-  step-00001234.state.safetensors  optimizer state and RNG states (what --resume needs)
-  step-00001234.json               config, preprocessing, epoch, step, sha256 of both files
+A checkpoint `step-00001234` in a run's checkpoints/ folder is up to four files:
+  step-00001234.safetensors             model.* tensors (with preprocess.* in format 1)
+  step-00001234.preprocess.safetensors  preprocess.* tensors, where there are any: fixed for the
+                                        run (a ZCA matrix is 36 MiB), so the same bytes at every
+                                        step, which git stores once however many are committed
+  step-00001234.state.safetensors       optimizer state and RNG states (what --resume needs)
+  step-00001234.json                    config, preprocessing, epoch, step, sha256 of the others
 Each is written to a temporary name and renamed, the sidecar last, so a checkpoint whose sidecar
 exists is complete; the hashes catch a file damaged later. Loading never runs code: safetensors
 holds tensors only and JSON holds plain values. `Sidecar` is what the JSON says, typed: written
@@ -28,21 +31,22 @@ from .models import NIN, build_model
 from .preprocessing import Preprocess
 from .results import recorded_precision
 
-FORMAT = "nin-checkpoint-1"
+FORMAT = "nin-checkpoint-2"
+FORMATS = ("nin-checkpoint-1", FORMAT)  # 2 may keep the preprocessing in a file of its own
 KEEP = 2  # checkpoints kept per run; older ones are deleted once a newer one is complete
 __all__ = ["CheckpointError", "Sidecar", "atomic_write", "save_checkpoint", "load_checkpoint"]
 
 
 @dataclass
 class Sidecar:
-    """What a checkpoint says. On disk one flat JSON object (format nin-checkpoint-1); files
+    """What a checkpoint says. On disk one flat JSON object (format nin-checkpoint-2); files
     from older versions load, a missing field taking its default. The run state's entries
     (epoch, schedule, history, optimizer, ...: training.run_state_dict writes them,
     training.load_run_state reads them) are kept together in `run`."""
     model: str                    # a registered name, or "NIN" (built from `arch`)
     num_classes: int
     preprocess: dict              # Preprocess(**preprocess); its buffers are in the weights
-    files: dict                   # {"weights": {"name", "sha256"}, "state": {...}}
+    files: dict                   # {"weights": {"name", "sha256"}, "preprocess", "state"}
     step: int = 0
     arch: dict | None = None      # NIN's constructor arguments
     config: dict = field(default_factory=dict)        # the run's TrainConfig, as a dict
@@ -108,21 +112,22 @@ def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict
     folder = Path(folder)
     for stale in folder.glob(".step-*.tmp"):  # left by a writer killed mid-write
         stale.unlink(missing_ok=True)
-    stem = f"step-{step:08d}"
-    weights = folder / f"{stem}.safetensors"
-    atomic_write(weights, save({**_tensors(model, "model"), **_tensors(preprocess, "preprocess")}))
-    files = {"weights": {"name": weights.name, "sha256": sha256_file(weights)}}
-    if state is not None:
-        sfile = folder / f"{stem}.state.safetensors"
-        atomic_write(sfile, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
-        files["state"] = {"name": sfile.name, "sha256": sha256_file(sfile)}
+    stem, files = f"step-{step:08d}", {}
+    parts = dict(weights=_tensors(model, "model"), preprocess=_tensors(preprocess, "preprocess"),
+                 state={k: v.detach().cpu().contiguous() for k, v in (state or {}).items()})
+    for key, tensors in parts.items():
+        if tensors or key == "weights":
+            f = folder / f"{stem}{'' if key == 'weights' else '.' + key}.safetensors"
+            atomic_write(f, save(tensors))
+            files[key] = {"name": f.name, "sha256": sha256_file(f)}
     sidecar = folder / f"{stem}.json"
     record = Sidecar.from_dict(dict(model=model.name or "NIN", num_classes=model.num_classes,
                                     arch=model.arch, preprocess=preprocess.config(), step=step,
                                     files=files, **meta))
     atomic_write(sidecar, record.to_json())
     for old in sorted(folder.glob("step-*.json"))[:-KEEP]:
-        for f in (old, old.with_suffix(".safetensors"), old.with_suffix(".state.safetensors")):
+        for f in (old, *(old.with_suffix(f"{part}.safetensors")
+                         for part in ("", ".preprocess", ".state"))):
             f.unlink(missing_ok=True)
     return sidecar
 
@@ -134,7 +139,7 @@ def read_sidecar(path: Path, check: tuple = ("weights",)) -> Sidecar:
         meta = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"{path}: unreadable checkpoint sidecar ({e})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+    if not isinstance(meta, dict) or meta.get("format") not in FORMATS:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise CheckpointError(f"{path}: not a nin checkpoint sidecar (format {found!r}, "
                               f"expected {FORMAT!r})")
@@ -149,6 +154,8 @@ def read_sidecar(path: Path, check: tuple = ("weights",)) -> Sidecar:
         raise CheckpointError(f"{path}: a malformed checkpoint sidecar (its files, model, "
                               "num_classes or preprocess entries are missing or of the wrong "
                               "type); use another checkpoint")
+    if "weights" in check and "preprocess" in files:  # the weights are both files
+        check = (*check, "preprocess")
     for key in check:
         entry = files.get(key)
         if entry is None:
@@ -210,13 +217,22 @@ def _split(tensors: dict, prefix: str) -> dict:
     return {k[n:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
 
+def read_tensors(side: Sidecar, map_location="cpu") -> dict:
+    """The model.* and preprocess.* tensors of a checkpoint, from one file or two."""
+    tensors = {}
+    for key in ("weights", "preprocess"):
+        if key in side.files:
+            f = side.file(key)
+            try:
+                tensors.update(load_file(str(f), device=str(map_location)))
+            except Exception as e:
+                raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
+    return tensors
+
+
 def load_weights(side: Sidecar, model=None, map_location="cpu"):
     """Build (or fill) the model and preprocessing of a checkpoint; never executes code."""
-    f = side.file("weights")
-    try:
-        tensors = load_file(str(f), device=str(map_location))
-    except Exception as e:
-        raise CheckpointError(f"{f}: unreadable safetensors file ({e})") from None
+    f, tensors = side.file("weights"), read_tensors(side, map_location)
     if model is None:
         model = build_from_sidecar(side)
     elif model.num_classes != side.num_classes:

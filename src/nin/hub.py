@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
-from .checkpoint import find_sidecar, load_checkpoint, read_sidecar, sha256_file
+from .checkpoint import find_sidecar, load_checkpoint, read_sidecar, read_tensors, sha256_file
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
 from .models import NIN, build_model, list_models
@@ -106,11 +106,12 @@ def load_weights_arg(weights: str, model: str | None = None, map_location="cpu")
     return load_checkpoint(weights, map_location)
 
 
-def _half(weights: Path) -> bytes:
-    """The network's float tensors in fp16 (half the bytes; loading casts them back to fp32).
-    The preprocessing stays fp32: it is a few bytes and sets the input scale."""
-    t = load_file(str(weights))
-    return save({k: v.half() if k.startswith("model.") and v.is_floating_point() else v
+def _one_file(side, half: bool) -> bytes:
+    """The network and its preprocessing in one file; half: the network's float tensors in fp16
+    (half the bytes; loading casts them back to fp32). The preprocessing stays fp32: it sets
+    the input scale."""
+    t = read_tensors(side)
+    return save({k: v.half() if half and k.startswith("model.") and v.is_floating_point() else v
                  for k, v in t.items()})
 
 
@@ -127,8 +128,7 @@ def package(run, name: str, out_dir: Path | None = None, half: bool = False) -> 
     result = RunResult.read(result_file) if result_file.is_file() else None
     weights = out_dir / f"{name}.safetensors"
     out_dir.mkdir(parents=True, exist_ok=True)
-    src = side.file("weights")
-    atomic_write(weights, _half(src) if half else src.read_bytes())
+    atomic_write(weights, _one_file(side, half))
     record = dataclasses.replace(  # the network, not the run's state or machine
         side, files={"weights": {"name": weights.name, "sha256": sha256_file(weights)}},
         dtype="float16" if half else "float32", env={}, reason=None, run={},
