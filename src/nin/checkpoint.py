@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights (with the preprocessing buffers) and a JSON sidecar.
+"""Checkpoints: safetensors weights and preprocessing buffers, and a JSON sidecar.
 
 A checkpoint `step-00001234` in a run's checkpoints/ folder is up to four files:
   step-00001234.safetensors             model.* tensors (with preprocess.* in format 1)
@@ -45,7 +45,7 @@ class Sidecar:
     training.load_run_state reads them) are kept together in `run`."""
     model: str                    # a registered name, or "NIN" (built from `arch`)
     num_classes: int
-    preprocess: dict              # Preprocess(**preprocess); its buffers are in the weights
+    preprocess: dict              # Preprocess(**preprocess); buffers: weights or preprocess file
     files: dict                   # {"weights": {"name", "sha256"}, "preprocess", "state"}
     step: int = 0
     arch: dict | None = None      # NIN's constructor arguments
@@ -113,13 +113,15 @@ def save_checkpoint(folder, step: int, model, preprocess: Preprocess, meta: dict
     for stale in folder.glob(".step-*.tmp"):  # left by a writer killed mid-write
         stale.unlink(missing_ok=True)
     stem, files = f"step-{step:08d}", {}
-    parts = dict(weights=_tensors(model, "model"), preprocess=_tensors(preprocess, "preprocess"),
-                 state={k: v.detach().cpu().contiguous() for k, v in (state or {}).items()})
-    for key, tensors in parts.items():
-        if tensors or key == "weights":
-            f = folder / f"{stem}{'' if key == 'weights' else '.' + key}.safetensors"
-            atomic_write(f, save(tensors))
-            files[key] = {"name": f.name, "sha256": sha256_file(f)}
+    parts = {"": _tensors(model, "model")}
+    if preprocess.state_dict():  # "scale" has nothing to store
+        parts[".preprocess"] = _tensors(preprocess, "preprocess")
+    if state is not None:
+        parts[".state"] = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    for suffix, tensors in parts.items():
+        f = folder / f"{stem}{suffix}.safetensors"
+        atomic_write(f, save(tensors))
+        files[suffix[1:] or "weights"] = {"name": f.name, "sha256": sha256_file(f)}
     sidecar = folder / f"{stem}.json"
     record = Sidecar.from_dict(dict(model=model.name or "NIN", num_classes=model.num_classes,
                                     arch=model.arch, preprocess=preprocess.config(), step=step,

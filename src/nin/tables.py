@@ -234,13 +234,15 @@ def unfinished_runs(root: Path) -> list[tuple[Path, object, list[dict]]]:
     snapshots) but no result.json and no stopped.json."""
     from .checkpoint import read_sidecar
     from .config import config_from_dict
+    newest = {}  # run folder -> its newest sidecar
+    for d in ("resume", "checkpoints"):
+        for p in sorted(Path(root).glob(f"results/**/{d}/step-*.json")):
+            newest[p.parent.parent] = p
     out = []
-    for folder in sorted({p.parent.parent for d in ("checkpoints", "resume")
-                          for p in Path(root).glob(f"results/**/{d}/step-*.json")}):
+    for folder, side in sorted(newest.items()):
         if (folder / "result.json").exists() or (folder / "stopped.json").exists() or \
                 not (folder / "metrics.jsonl").is_file():
             continue
-        side = max(folder.glob("*/step-*.json"), key=lambda p: p.name)
         rows = [r for r in read_jsonl(folder / "metrics.jsonl") if not r.get("partial")]
         out.append((folder, config_from_dict(read_sidecar(side, check=()).config), rows))
     return out
