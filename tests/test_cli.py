@@ -493,8 +493,23 @@ def test_sweep_grid_list_runs_each_point_once_in_order(tmp_path):
                      "model=cnn_cifar10_gap-seed=0", "model=nin_cifar10-seed=1",
                      "model=nin_cifar10_fc-seed=1"]
     f.write_text(json.dumps({"out": "x", "grid": [{"seed": [0]}, {"seed": 1}]}))
-    with pytest.raises(ConfigError, match="list of such grids"):
+    with pytest.raises(ConfigError, match="list of such objects"):
         load_spec(f)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("[]", "a sweep is a JSON object"),
+    ('{"out": 5, "grid": {"seed": [0]}}', "a sweep is a JSON object"),
+    ('{"out": "x", "base": [], "grid": {"seed": [0]}}', "a sweep is a JSON object"),
+    ('{"out": "x", "grid": {"seed": [0], "lr": []}}', "the grid has no points"),
+    ('{"out": "x",', "not a readable sweep file")])
+def test_sweep_refuses_a_misshapen_file_in_one_line(tmp_path, capsys, text, says):
+    """Not a traceback from inside, and not a sweep that silently runs nothing."""
+    f = tmp_path / "sweep.json"
+    f.write_text(text)
+    assert main(["sweep", str(f), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {f}: {says}" in err and "Traceback" not in err
 
 
 def test_eval_refuses_a_shift_tta_out_of_range(tmp_path, capsys):

@@ -34,13 +34,22 @@ def load_spec(path) -> dict:
         spec = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable sweep file ({e})") from None
-    grids = _grids(spec)
-    if "out" not in spec or not all(isinstance(g, dict) and
-                                    all(isinstance(v, list) for v in g.values()) for g in grids):
-        raise ConfigError(f"{path}: a sweep needs \"out\" and a \"grid\" of lists (or a list "
-                          "of such grids)")
-    expand(spec, where=path)  # every point checked now, not hours into the sweep
+    _check_shape(spec, path)
+    if not expand(spec, where=path):  # every point checked now, not hours into the sweep
+        raise ConfigError(f"{path}: the grid has no points (a list in it is empty)")
     return spec
+
+
+def _check_shape(spec, path) -> None:
+    shape = (f"{path}: a sweep is a JSON object with \"out\" (a folder name), an optional "
+             "\"base\" object of settings, and a \"grid\" object of lists (or a list of such "
+             "objects); see configs/ for examples")
+    if not isinstance(spec, dict) or not isinstance(spec.get("out"), str) \
+            or not isinstance(spec.get("base", {}), dict):
+        raise ConfigError(shape)
+    if not all(isinstance(g, dict) and all(isinstance(v, list) for v in g.values())
+               for g in _grids(spec)):
+        raise ConfigError(shape)
 
 
 def expand(spec: dict, where="sweep") -> list[tuple[str, dict]]:
