@@ -529,3 +529,44 @@ def test_models_say_which_have_shipped_weights(capsys):
     assert rows["nin_mnist_bn"]["pretrained"]["error"] == sidecar["result"]["final"]["error"]
     assert main(["models", "nin_mnist_bn"]) == 0
     assert "[pretrained: " in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--epochs", "0", "--epochs 0: must be 1 or more"),
+    ("--batch-size", "0", "--batch-size 0: must be 1 or more"),
+    ("--lr", "-0.1", "--lr -0.1: must be above 0"),
+    ("--subset", "-5", "--subset -5: must be 1 or more"),
+    ("--momentum", "1", "--momentum 1: must be from 0 up to (not including) 1"),
+    ("--drop-rate", "1.5", "--drop-rate 1.5: must be from 0 up to (not including) 1"),
+    ("--translate", "40", "--translate 40: must be from 0 to 16 pixels"),
+    ("--seed", "-1", "--seed -1: must be 0 or more")])
+def test_train_refuses_a_setting_out_of_range_before_reading_data(tmp_path, capsys, flag, value,
+                                                                  says):
+    """Not a crash deep inside (batch 0), nor a run that trains on nothing (epochs 0) or on a
+    slice counted from the end (subset -5)."""
+    out = tmp_path / "run"
+    assert main(["train", flag, value, "--out", str(out)]) == 2
+    assert says in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys):
+    """A folder under a file: `nin maps` cannot make it, `nin plot` cannot write its figure."""
+    from PIL import Image
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    picture = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 255).save(picture)
+    assert main(["maps", str(picture), "--weights", "pretrained", "--model", "nin_mnist_bn",
+                 "--out", str(blocker / "maps")]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'maps'}: cannot make this folder" in err and "Traceback" not in err
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text(json.dumps(
+        dict(epoch=1, step=10, lr=0.1, train_loss=1.0, train_acc=0.5, eval_error=40.0,
+             wall_s=1.0)) + "\n")
+    assert main(["plot", str(run), "--out", str(blocker / "curves.png")]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker / 'curves.png'}: cannot write there" in err and "Traceback" not in err
+    assert blocker.read_text() == "x"

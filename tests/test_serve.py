@@ -65,3 +65,20 @@ def test_bad_index_and_bad_picture_are_clear_errors(mnist_pair, tmp_path):
 def test_serve_without_weights_is_one_line(capsys):
     assert main(["serve", "--weights", "pretrained", "--model", "no_such_net"]) != 0
     assert "no pretrained weights for no_such_net" in capsys.readouterr().err
+
+
+def test_a_bad_or_taken_port_is_one_line(capsys):
+    """Out of range: refused before anything loads. Taken: Gradio's own OSError becomes one line."""
+    import socket
+    assert main(["serve", "--port", "99999", "--weights", "pretrained"]) == 2
+    assert "--port 99999: use a port from 1 to 65535" in capsys.readouterr().err
+    pytest.importorskip("gradio")  # installed with nin[serve], as CI does
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["serve", "--port", str(port), "--weights", "pretrained",
+                     "--model", "nin_mnist_bn"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot serve on 127.0.0.1:{port}: the port is taken" in err
+    assert "Traceback" not in err

@@ -17,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .config import DEMO, TrainConfig, field_type, read_config_file, resolve
 from .errors import ConfigError, NinError
+from .files import make_dir
 from .paper import DATASETS
 
 WEIGHTS_HELP = "a run folder, a checkpoint (.json or .safetensors), or 'pretrained' (with --model)"
@@ -324,7 +325,7 @@ def cmd_maps(args):
     model, pre, side = _load(args)
     classes = side.class_names()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     if args.dataset:
         from .data import load_for_weights
         ds = load_for_weights(side, model, args.split, args.dataset, args.data_dir)
@@ -367,7 +368,7 @@ def cmd_shifts(args):
     from .hub import load_weights_arg
     from .visualization import draw_grid, plot_shifts
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     curves, keys = _read_curves(out / "shifts.json"), []
     for i, run in enumerate(args.runs):
         model, pre, side = load_weights_arg("pretrained" if args.pretrained else run,

@@ -111,6 +111,7 @@ class TrainConfig:
                            choices=("default", "reduce-overhead", "max-autotune"))
 
     def __post_init__(self):
+        _check_ranges(self)
         side = DATASETS.get(self.dataset, {}).get("size")
         if self.image_size is not None and self.dataset != "folder":
             raise ConfigError(f"--image-size is for folder datasets; {self.dataset}'s images "
@@ -142,6 +143,33 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# The numbers a setting may take. Outside them a run would crash deep inside (batch 0), or
+# train silently on nothing (epochs 0) or on a slice counted from the end (subset -5).
+_AT_LEAST_1 = (lambda v: v >= 1, "1 or more")
+_AT_LEAST_0 = (lambda v: v >= 0, "0 or more")
+_FROM_0_BELOW_1 = (lambda v: 0 <= v < 1, "from 0 up to (not including) 1")
+_RANGES = {
+    "epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": (lambda v: v > 0, "above 0"),
+    "momentum": _FROM_0_BELOW_1, "weight_decay": _AT_LEAST_0, "bias_lr_mult": _AT_LEAST_0,
+    "last_lr_mult": _AT_LEAST_0, "patience": _AT_LEAST_1, "max_drops": _AT_LEAST_0,
+    "warmup_epochs": _AT_LEAST_0, "drop_rate": _FROM_0_BELOW_1, "label_smoothing": _FROM_0_BELOW_1,
+    "translate": (lambda v: 0 <= v <= 16, "from 0 to 16 pixels"), "crop_epochs": _AT_LEAST_0,
+    "subset": _AT_LEAST_1, "eval_subset": _AT_LEAST_1, "seed": _AT_LEAST_0,
+    "image_size": (lambda v: 8 <= v <= 4096, "from 8 to 4096 pixels"), "max_steps": _AT_LEAST_1,
+    "eval_every": _AT_LEAST_1, "eval_every_from": _AT_LEAST_1, "ckpt_every": _AT_LEAST_1,
+    "threads": _AT_LEAST_1,
+}
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    for name, (ok, text) in _RANGES.items():
+        v = getattr(c, name)
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue  # None: the setting is off; a wrong type is _checked's to report
+        if not ok(v):
+            raise ConfigError(f"--{name.replace('_', '-')} {v:g}: must be {text}")
 
 
 # Recipes: overrides of the defaults above. The paper's per-dataset settings follow.

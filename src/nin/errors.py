@@ -23,6 +23,11 @@ class CheckpointError(NinError):
     """A missing, damaged or mismatched checkpoint; the message names the file."""
 
 
+class OutputError(NinError, OSError):
+    """A file that could not be written (a read-only place, no such folder, a full disk); the
+    message names it. Whatever was there before is left as it was."""
+
+
 class ImageError(NinError, ValueError):
     """A user's image that cannot be read."""
 

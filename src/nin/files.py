@@ -10,19 +10,41 @@ from pathlib import Path
 
 
 def atomic_write(path, data: bytes) -> Path:
-    """Write to a temporary file in the same folder, fsync, rename: never a half-written file."""
+    """Write to a temporary file in the same folder, fsync, rename: never a half-written file.
+    A place that cannot be written is an OutputError naming the path (the old file stays)."""
+    from .errors import OutputError
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OutputError(f"{path}: cannot write there ({e.strerror}); choose another "
+                          "place") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: could not write it ({e.strerror}); free some space or "
+                          "choose another place; what was there before is unchanged") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def make_dir(path) -> Path:
+    """mkdir -p, or an OutputError naming the folder."""
+    from .errors import OutputError
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"{path}: cannot make this folder ({e.strerror}); choose another "
+                          "place") from None
     return path
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import ConfigError
+from .files import make_dir
 from .results import RunResult, collect
 from .tables import bench_tables, blocks
 
@@ -59,7 +60,7 @@ def write_report(root, out, weights=None, model=None, data_dir=None, n_maps: int
     """results/report.md: the tables, every run's curves, sample confidence maps."""
     from .visualization import plot_runs
     root, out = Path(root).resolve(), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out)
     results = load_results(root)
     lines = ["# nin: results report", ""]
     for name, body in blocks(results, root).items():

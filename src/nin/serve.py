@@ -134,6 +134,9 @@ def serve(weights: list[str], models: list[str] | None, host: str = "127.0.0.1",
           port: int | None = None, data_dir=None, block: bool = True):
     """Start the page; returns (app, url). Gradio reads its settings from the environment at
     import, so they are set first: no analytics, uploads under our temporary folder."""
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"--port {port}: use a port from 1 to 65535 (or leave it out for a "
+                          "free one)")
     served = load_served(weights, models)
     folder = Path(tempfile.mkdtemp(prefix="nin-serve-"))
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -151,6 +154,11 @@ def serve(weights: list[str], models: list[str] | None, host: str = "127.0.0.1",
                                prevent_thread_lock=True, quiet=not block, show_error=False,
                                theme=gr.themes.Default(font=font, font_mono=mono),
                                footer_links=[], ssr_mode=False, pwa=False, mcp_server=False)
+    except OSError as e:  # the port is taken, or the host is not this machine's
+        shutil.rmtree(folder, ignore_errors=True)
+        raise ConfigError(f"cannot serve on {host}:{port or 'a free port'}: the port is taken "
+                          "or the address is not this machine's; choose another --port or "
+                          "--host") from None
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

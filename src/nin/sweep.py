@@ -35,8 +35,15 @@ def load_spec(path) -> dict:
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable sweep file ({e})") from None
     _check_shape(spec, path)
-    if not expand(spec, where=path):  # every point checked now, not hours into the sweep
+    from .config import resolve
+    runs = expand(spec, where=path)  # every point checked now, not hours into the sweep
+    if not runs:
         raise ConfigError(f"{path}: the grid has no points (a list in it is empty)")
+    for name, settings in runs:
+        try:
+            resolve(settings)
+        except ConfigError as e:
+            raise ConfigError(f"{path} (run {name}): {e}") from None
     return spec
 
 

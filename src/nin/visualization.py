@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import ConfigError
-from .files import read_jsonl
+from .files import atomic_write, read_jsonl
 from .models import eval_mode
 
 import matplotlib
@@ -21,6 +21,15 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
+
+
+def _save(fig, path) -> None:
+    """The figure in the format its suffix names, written whole or not at all (atomic_write)."""
+    import io
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png")
+    plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 @torch.no_grad()
@@ -123,8 +132,7 @@ def draw_maps(model, pre, image: torch.Tensor, classes, path, topk: int | None =
         ax.set_title(f"{classes[k]} {100 * probs[k]:.0f}%\nmean {maps[k].mean():.3f}",
                      fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return dict(path=str(path), pred=order[0], prob=float(probs[order[0]]), box=box,
                 top=[(k, float(probs[k])) for k in order], map_means=maps.mean((1, 2)).tolist())
 
@@ -157,8 +165,7 @@ def draw_grid(model, pre, images: torch.Tensor, labels, classes, path,
             if i == 0:
                 ax.set_title(classes[j], fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     true_strongest = float(np.mean([int(maps[i].mean((1, 2)).argmax()) == int(labels[i])
                                     for i in range(n)]))
     return dict(path=str(path), n=n, true_class_strongest=true_strongest)
@@ -190,8 +197,7 @@ def plot_runs(runs, path) -> str:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return str(path)
 
 
@@ -222,6 +228,5 @@ def plot_shifts(curves: dict, path) -> str:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
     return str(path)
