@@ -292,7 +292,7 @@ def cmd_eval(args):
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"{out['model']} on {dataset}/{args.split}: {ev['n']:,} images, test error "
+    print(f"{out['model']} on {dataset}/{args.split}: {ev['n']:,} images, error "
           f"{ev['error']:.2f}% (loss {ev['loss']:.4f}{', flip TTA' if tta else ''}"
           f"{f', {args.tta_shift} px shift TTA' if args.tta_shift else ''})")
     for name, acc in ev["per_class_accuracy"].items():

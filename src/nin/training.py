@@ -617,6 +617,8 @@ def end_epoch(run: Run):
     if due:
         run.last_eval = evaluate(run.scored, run.pre, run.test_ds, batch_size=512, tta=cfg.tta,
                                  precision=eval_precision(run.device, cfg.amp))
+        # "test_*" keys name the evaluated split (cfg.eval_split: val in pilots); kept so for
+        # the logs already written
         record.update(test_loss=run.last_eval["loss"], test_error=run.last_eval["error"])
     s.history.append(record)
     s.new_epoch(run.device)
@@ -628,7 +630,7 @@ def end_epoch(run: Run):
         if due:
             board.write_maps(run.board, run.scored, run.pre, run.test_ds, s.epoch)
     run.log(f"epoch {s.epoch:3d}  loss {train_loss:.4f}  train acc {train_acc:.4f}  "
-            + (f"test error {record['test_error']:.2f}%  " if due else "")
+            + (f"{cfg.eval_split} error {record['test_error']:.2f}%  " if due else "")
             + f"{record['images_per_s']:.0f} img/s" + (f"  [{msg}]" if msg else ""))
     if due:
         save(run, "epoch end")
@@ -672,8 +674,8 @@ def finish(run: Run) -> RunResult:
                        env=run.env, checkpoint=str(ckpt.latest_checkpoint(run.out)))
     if run.main:
         result.write(run.out)
-    run.log(f"test error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} ({ev['n']:,} "
-            f"images); result in {run.out / 'result.json'}")
+    run.log(f"{cfg.eval_split} error {ev['error']:.2f}% on {cfg.dataset}/{cfg.eval_split} "
+            f"({ev['n']:,} images); result in {run.out / 'result.json'}")
     return result
 
 
