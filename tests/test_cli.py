@@ -127,6 +127,8 @@ def test_predict_refuses_non_images(trained, tmp_path, capsys):
     trunc.write_bytes(trunc.read_bytes()[:60])
     with pytest.raises(ImageError, match="cut.png"):
         load_image(trunc, 3, 32)
+    with pytest.raises(ImageError, match="a folder, not a picture; give its pictures"):
+        load_image(tmp_path, 3, 32)
 
 
 def test_load_image_resizes_crops_and_applies_exif(tmp_path):

@@ -68,6 +68,9 @@ def load_image(path, in_chans: int, size: int) -> torch.Tensor:
             arr = np.asarray(im, dtype=np.uint8)
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: a folder, not a picture; give its pictures (e.g. "
+                         f"{Path(path) / '*.jpg'})") from None
     except (UnidentifiedImageError, Image.DecompressionBombError) as e:
         raise ImageError(f"{path}: not an image PIL can read ({e}); give a PNG or JPEG") from None
     except (OSError, SyntaxError, ValueError) as e:
