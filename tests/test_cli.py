@@ -12,6 +12,7 @@ import fakedata
 from nin import checkpoint as ckpt
 from nin import hub
 from nin.cli import main
+from nin.config import resolve
 from nin.errors import ConfigError
 from nin.evaluation import ImageError, load_image
 from nin.models import build_model
@@ -572,3 +573,34 @@ def test_outputs_that_cannot_be_written_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{blocker / 'curves.png'}: cannot write there" in err and "Traceback" not in err
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("dataset, train_split, eval_split", [
+    ("cifar10", "train", "val"), ("cifar10", "test", "test"), ("cifar10", "train-val", "train"),
+    ("svhn", "extra", "val"), ("folder", "train", "train")])
+def test_train_refuses_to_score_images_it_trains_on(dataset, train_split, eval_split):
+    """val is the end of train (SVHN's: of train and extra): scoring it after training on train
+    would be a silent wrong answer."""
+    with pytest.raises(ConfigError, match=f"--train-split {train_split} with --eval-split "
+                                          f"{eval_split}: the scored images would be among"):
+        resolve(dict(dataset=dataset, train_split=train_split, eval_split=eval_split))
+    for ok in (("train", "test"), ("train-val", "val"), ("train-val", "test")):
+        resolve(dict(dataset=dataset, train_split=ok[0], eval_split=ok[1]))
+
+
+def test_eval_on_another_datasets_images_is_one_line(tmp_path, fake_md5, capsys):
+    """The MNIST network given CIFAR-10: named in one line, not a convolution's shape error."""
+    fake_md5("cifar10", fakedata.write_cifar10_binary(tmp_path / "data"))
+    assert main(["eval", "--weights", "pretrained", "--model", "nin_mnist_bn", "--dataset",
+                 "cifar10", "--data-dir", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert ("cifar10/test holds 10 classes of 3-channel 32x32 images; nin_mnist_bn takes 10 "
+            "classes of 1-channel 28x28: score it on its own dataset (mnist)") in err
+
+
+def test_models_pattern_with_no_match_and_bad_milestones_are_one_line(capsys):
+    assert main(["models", "zzz*"]) == 2
+    assert "no registered network matches 'zzz*'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--milestones", "a,b"])
+    assert "'a,b': give whole numbers separated by commas" in capsys.readouterr().err

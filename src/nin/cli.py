@@ -32,8 +32,16 @@ def _flag_type(name: str):
     """The argparse type of a TrainConfig field, from its annotation."""
     base, _ = field_type(name)
     if base is tuple:
-        return lambda v: tuple(int(m) for m in v.split(",") if m.strip())
+        return _int_list
     return base if base in (int, float) else str
+
+
+def _int_list(v: str) -> tuple:
+    try:
+        return tuple(int(m) for m in v.split(",") if m.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{v!r}: give whole numbers separated by commas, "
+                                         "e.g. 100,150") from None
 
 
 def add_train_parser(sub):
@@ -221,6 +229,9 @@ def cmd_models(args):
     rows = [dict(name=n, params=count_params(build_model(n)), dataset=model_info(n)["dataset"],
                  description=model_info(n)["doc"], pretrained=pretrained_info(n))
             for n in list_models(args.pattern)]
+    if not rows:
+        raise ConfigError(f"no registered network matches {args.pattern!r}; `nin models` "
+                          "lists them all")
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

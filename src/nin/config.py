@@ -112,6 +112,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _check_ranges(self)
+        _check_splits(self)
         side = DATASETS.get(self.dataset, {}).get("size")
         if self.image_size is not None and self.dataset != "folder":
             raise ConfigError(f"--image-size is for folder datasets; {self.dataset}'s images "
@@ -161,6 +162,24 @@ _RANGES = {
     "eval_every": _AT_LEAST_1, "eval_every_from": _AT_LEAST_1, "ckpt_every": _AT_LEAST_1,
     "threads": _AT_LEAST_1,
 }
+
+
+# What each split is made of: val is the end of train (SVHN's of train and extra), so scoring it
+# after training on all of train would report an error on images the network has seen.
+_PARTS = {"train": {"train-val", "val"}, "val": {"val"}, "train-val": {"train-val"},
+          "test": {"test"}}
+_SVHN_PARTS = {"train": {"train-val", "val"}, "extra": {"extra-val", "extra-train"},
+               "val": {"val", "extra-val"}, "train-val": {"train-val", "extra-train"},
+               "test": {"test"}}
+
+
+def _check_splits(c: TrainConfig) -> None:
+    parts = {} if c.dataset == "folder" else _SVHN_PARTS if c.dataset == "svhn" else _PARTS
+    seen = parts.get(c.train_split, {c.train_split}) & parts.get(c.eval_split, {c.eval_split})
+    if c.train_split == c.eval_split or seen:
+        raise ConfigError(f"--train-split {c.train_split} with --eval-split {c.eval_split}: the "
+                          "scored images would be among the trained ones; train on train and "
+                          "score test, or train on train-val and score val")
 
 
 def _check_ranges(c: TrainConfig) -> None:

@@ -266,6 +266,13 @@ def load_for_weights(side, model, split: str = "test", name: str | None = None,
     if name == "folder" and side.classes and ds.classes != side.classes:
         raise DataError(f"{root}: its classes {ds.classes} are not the {len(side.classes)} "
                         f"the weights were trained on ({', '.join(side.classes)})")
+    c, h, w = ds.images.shape[1:]
+    if (c, h, w) != (model.in_chans, model.input_size, model.input_size) \
+            or len(ds.classes) != side.num_classes:
+        raise DataError(f"{name}/{split} holds {len(ds.classes)} classes of {c}-channel {h}x{w} "
+                        f"images; {side.model} takes {side.num_classes} classes of "
+                        f"{model.in_chans}-channel {model.input_size}x{model.input_size}: score "
+                        f"it on its own dataset ({side.dataset or 'leave out --dataset'})")
     return ds
 
 
