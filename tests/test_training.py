@@ -372,3 +372,19 @@ def test_eval_every_from_scores_every_epoch_near_the_end(tmp_path):
     r = train(_cfg(tmp_path, "e", "modern", epochs=3, eval_every=10, eval_every_from=2,
                    amp=False), log=lambda *_: None, progress=False)
     assert ["test_error" in h for h in r.history] == [False, True, True]
+
+
+def test_the_environment_names_the_processor(tmp_path, monkeypatch):
+    """Speeds are compared only between runs on one processor: every result records its model
+    name with family and model numbers (a first-generation Zen is family 23, a Zen 4 family 25)."""
+    import nin.device
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 1\n"
+                    "model name\t: AMD EPYC 7601 32-Core Processor\nflags\t\t: fpu avx2\n")
+    real = nin.device.Path
+    monkeypatch.setattr(nin.device, "Path", lambda p: info if p == "/proc/cpuinfo" else real(p))
+    assert nin.device.cpu_model() == "AMD EPYC 7601 32-Core Processor (family 23 model 1)"
+    monkeypatch.setattr(nin.device, "Path", lambda p: tmp_path / "absent")
+    assert nin.device.cpu_model()  # no /proc (not Linux): the platform's name
+    monkeypatch.setattr(nin.device, "Path", real)
+    assert "cpu_model" in nin.device.environment(torch.device("cpu"))
