@@ -395,6 +395,9 @@ def test_an_unfinished_pilot_lists_every_evaluated_epoch(tmp_path):
     assert "epoch 6 of 100 reached after 2 minutes" in text and "bf16 training" in text
     assert "| validation error % | 34.00 |" in text and "| training accuracy % | 63.4 |" in text
     assert unfinished(tmp_path, "cifar10", cfg["model"], "paper") is None  # val: not a result
+    (run / "metrics.jsonl").write_text(json.dumps(dict(epoch=2, time_s=90.0)))
+    assert "epoch 2 of 100 reached after 2 minutes of training; not evaluated yet (every " \
+        in "\n".join(running_table(tmp_path))  # before its first evaluation: listed still
     (run / "stopped.json").write_text("{}")
     assert running_table(tmp_path) == ["No run is unfinished."]
 

@@ -266,13 +266,16 @@ def running_table(root: Path) -> list[str]:
     for folder, c, rows in unfinished_runs(root):
         done = [r for r in rows if "test_error" in r]
         epochs = [r for r in rows if "time_s" in r]
-        if not done:
-            continue
         split = "validation" if c.eval_split == "val" else c.eval_split
-        out += [f"`{folder.relative_to(root)}` ({c.model}, {c.dataset}, {c.recipe} recipe, "
-                f"{c.epochs} epochs, seed {c.seed}): epoch {rows[-1]['epoch']} of {c.epochs} "
-                f"reached after {sum(r['time_s'] for r in epochs) / 60:.0f} minutes of training; "
-                f"{split} error without TTA, {done[-1].get('precision', 'fp32')} training:", "",
+        head = (f"`{folder.relative_to(root)}` ({c.model}, {c.dataset}, {c.recipe} recipe, "
+                f"{c.epochs} epochs, seed {c.seed}): epoch {rows[-1]['epoch'] if rows else 0} of "
+                f"{c.epochs} reached after {sum(r['time_s'] for r in epochs) / 60:.0f} minutes "
+                "of training; ")
+        if not done:
+            out += [head + f"not evaluated yet (every {c.eval_every} epochs).", ""]
+            continue
+        out += [head + f"{split} error without TTA, {done[-1].get('precision', 'fp32')} "
+                "training:", "",
                 "| epoch | " + " | ".join(str(r["epoch"]) for r in done) + " |",
                 "|---" * (len(done) + 1) + "|",
                 f"| {split} error % | " + " | ".join(f"{r['test_error']:.2f}" for r in done) + " |",
