@@ -294,3 +294,18 @@ def test_snapshot_script_keeps_one_newest_checkpoint(tmp_path):
                        text=True, env=env)
     assert r.returncode != 0 and f"no checkpoint in {empty}" in r.stderr
     assert len(list((dest / "checkpoints").iterdir())) == 3  # the snapshot there is untouched
+
+
+def test_a_new_run_into_a_folder_holding_one_is_refused_unless_overwrite(tmp_path):
+    """Without --resume, a second run would lose the first one's metrics and result and leave
+    its checkpoints for a later --resume to pick up; --overwrite deletes them first."""
+    out = tmp_path / "run"
+    train(_fixture_cfg(out, max_steps=4), **QUIET)
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    with pytest.raises(ConfigError, match="holds a run already .* continue it with --resume, "
+                                          "start over with --overwrite"):
+        train(_fixture_cfg(out, max_steps=2), **QUIET)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before  # nothing lost
+    r = train(_fixture_cfg(out, max_steps=2), overwrite=True, **QUIET)
+    assert r.steps == 2
+    assert not (out / "checkpoints" / "step-00000004.json").exists()  # the old run's are gone

@@ -71,6 +71,9 @@ def add_train_arguments(p, defaults: TrainConfig | None = None):
                                     "flags override it")
     p.add_argument("--resume", action="store_true",
                    help="continue from the run folder's newest valid checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a run folder that holds a run: its metrics, checkpoints "
+                        "and result are deleted first (without it, such a folder is refused)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as JSON and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -271,7 +274,8 @@ def cmd_train(args):
     from . import distributed
     from .training import train
     try:
-        train(cfg, resume=args.resume, progress=False if args.no_progress else None)
+        train(cfg, resume=args.resume, progress=False if args.no_progress else None,
+              overwrite=args.overwrite)
     finally:
         distributed.cleanup()
     return 0
@@ -461,7 +465,7 @@ def cmd_demo(args):
     from .paper import PAPER_ERROR
     from .training import train
     cfg = resolve({**DEMO, "epochs": args.epochs, "out": args.out})
-    r = train(cfg, progress=False if args.no_progress else None)
+    r = train(cfg, progress=False if args.no_progress else None, overwrite=True)  # a rerun
     print(f"\nNIN ({cfg.model}, {r.params:,} params, modern recipe) on the embedded MNIST "
           f"sample\n  trained {r.epochs_run} epochs on 10,000 images in {r.wall_s:.0f} s "
           f"on {r.env['device']} ({r.precision})\n"

@@ -681,13 +681,16 @@ def finish(run: Run) -> RunResult:
 
 # ---------------------------------------------------------------- the loop
 def train(cfg: TrainConfig, resume: bool = False, progress: bool | None = None,
-          log=print, ddp: bool = True) -> RunResult:
+          log=print, ddp: bool = True, overwrite: bool = False) -> RunResult:
     """Train, evaluating and checkpointing every eval_every epochs; returns the RunResult
     (also written to OUT/result.json when the run reaches its end). Under torchrun (and ddp),
-    trains with DistributedDataParallel; rank 0 alone logs and writes."""
+    trains with DistributedDataParallel; rank 0 alone logs and writes. A new run (no resume)
+    into a folder that holds one is refused unless overwrite (check_fresh)."""
     main = not ddp or dist.env_rank() == 0
     if main:  # before the lock (which creates the folder) and before any data is read
         check_writable(Path(cfg.out), need_bytes=_checkpoint_bytes(cfg))
+        if not resume:
+            check_fresh(Path(cfg.out), overwrite)
         if cfg.tensorboard:
             from . import board
             board.require()
@@ -742,6 +745,21 @@ def check_writable(out: Path, need_bytes: int = 0):
         raise ConfigError(f"{out}: {free / 2**20:,.0f} MiB free, but the run's checkpoints need "
                           f"about {need_bytes / 2**20:,.0f} MiB; free some space or choose "
                           "another --out")
+
+
+def check_fresh(out: Path, overwrite: bool):
+    """A new run into a folder that holds another would lose its metrics and result, and leave
+    its checkpoints for a later --resume to pick up: refused, or with overwrite, those files go
+    first."""
+    old = [p for p in (out / "result.json", out / "metrics.jsonl") if p.exists()] + \
+        sorted((out / "checkpoints").glob("step-*"))
+    if old and not overwrite:
+        raise ConfigError(f"{out} holds a run already ({', '.join(p.name for p in old[:3])}"
+                          f"{', ...' if len(old) > 3 else ''}); continue it with --resume, "
+                          "start over with --overwrite (its files are deleted), or choose "
+                          "another --out")
+    for p in old:
+        p.unlink()
 
 
 def _checkpoint_bytes(cfg: TrainConfig) -> int:

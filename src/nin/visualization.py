@@ -24,8 +24,14 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 
 def _save(fig, path) -> None:
-    """The figure in the format its suffix names, written whole or not at all (atomic_write)."""
+    """The figure in the format its suffix names, written whole or not at all (atomic_write);
+    a file object (TensorBoard's in-memory PNG) takes a PNG."""
     import io
+    import os
+    if not isinstance(path, (str, os.PathLike)):
+        fig.savefig(path, format="png")
+        plt.close(fig)
+        return
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)
