@@ -57,7 +57,7 @@ def test_sweep_runs_grid_skips_finished_and_summarizes(tmp_path, capsys):
     f = tmp_path / "sweep.json"
     f.write_text(json.dumps(spec))
     assert main(["sweep", str(f), "--dry-run"]) == 0
-    assert "model=nin_mnist-seed=0: would run" in capsys.readouterr().out
+    assert "model=nin_mnist-seed=0: would start (1 epochs)" in capsys.readouterr().out
     assert main(["sweep", str(f)]) == 0
     out = capsys.readouterr().out
     assert "| nin_mnist | mnist-sample | paper | none |" in out and "(n=2)" in out
@@ -69,7 +69,17 @@ def test_sweep_runs_grid_skips_finished_and_summarizes(tmp_path, capsys):
         assert abs(r["mean"] - statistics.fmean(r["errors"])) < 1e-9
     # a second call finds every run done and trains nothing
     assert main(["sweep", str(f)]) == 0
-    assert capsys.readouterr().out.count("done already") == 4
+    out = capsys.readouterr().out
+    assert out.count("done already (test error ") == 4
+    # a point cut off mid-way: the dry run says where it would resume
+    import shutil
+    part = tmp_path / "sw" / "model=nin_mnist-seed=1"
+    (part / "result.json").unlink()
+    assert main(["sweep", str(f), "--dry-run"]) == 0
+    step = json.loads(sorted((part / "checkpoints").glob("step-*.json"))[-1].read_text())["step"]
+    assert f"model=nin_mnist-seed=1: would resume from epoch 1 of 1 (step {step}, " \
+        in capsys.readouterr().out
+    shutil.rmtree(part)
 
 
 def test_a_diverged_point_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):

@@ -94,11 +94,11 @@ def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
                 over["device"] = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         cfg = resolve({**over, "out": str(out / name)})
         if (out / name / "result.json").exists():
-            log(f"[sweep] {name}: done already")
+            log(f"[sweep] {name}: done already{_scored(out / name / 'result.json')}")
         elif (out / name / STOPPED).exists():
             log(f"[sweep] {name}: stopped before (its {STOPPED} says why); delete it to rerun")
         elif dry_run:
-            log(f"[sweep] {name}: would run {cfg}")
+            log(f"[sweep] {name}: would {_plan(out / name, cfg.epochs)}")
             continue
         else:
             log(f"[sweep] {name}: running ({len(done) + 1}/{len(mine)} on rank {rank})")
@@ -112,6 +112,25 @@ def run_sweep(spec: dict, dry_run: bool = False, log=print) -> list[Path]:
     if not dry_run:
         write_summary(out)
     return done
+
+
+def _scored(result: Path) -> str:
+    try:
+        d = json.loads(result.read_text())
+        return f" ({d['final']['split']} error {d['final']['error']:.2f} %)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
+def _plan(folder: Path, epochs: int) -> str:
+    """What running this point would do: start, or resume from the newest checkpoint."""
+    from .checkpoint import latest_checkpoint, read_sidecar
+    last = latest_checkpoint(folder)
+    if last is None:
+        return f"start ({epochs} epochs)"
+    side = read_sidecar(last, check=())
+    return (f"resume from epoch {side.run.get('epoch', '?')} of {epochs} "
+            f"(step {side.step}, {last.relative_to(folder)})")
 
 
 def summarize(results: list[RunResult]) -> list[dict]:
